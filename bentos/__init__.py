@@ -1,0 +1,1 @@
+"""One package per served model: its code, schemas, pre/post-processing and services."""

@@ -1,0 +1,68 @@
+"""The survival model: feature engineering, the scikit-learn pipeline, saving and loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+
+# The columns the model reads; Embarked and the other Kaggle fields are accepted by the API but
+# unused, because the training data (vcdExtra/Titanicp) does not record them.
+FEATURES = ["Pclass", "Sex", "Age", "SibSp", "Parch"]
+LABELS = ["died", "survived"]
+FILE = "pipeline.joblib"
+
+
+def engineer(frame: pd.DataFrame) -> pd.DataFrame:
+    """Derived features; missing values stay NaN for the model's own handling."""
+    out = frame[FEATURES].copy()
+    out["Pclass"] = out["Pclass"].astype(float)
+    out["Age"] = out["Age"].astype(float)
+    out["SibSp"] = out["SibSp"].astype(float)
+    out["Parch"] = out["Parch"].astype(float)
+    out["FamilySize"] = out["SibSp"] + out["Parch"] + 1
+    out["AgeMissing"] = out["Age"].isna().astype(float)
+    out["Child"] = (out["Age"] < 14).astype(float)
+    return out
+
+
+def build(params: dict[str, Any]) -> Pipeline:
+    """Gradient boosting over engineered features; it handles missing ages natively."""
+    columns = ColumnTransformer(
+        [("sex", OneHotEncoder(categories=[["female", "male"]]), ["Sex"])],
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    )
+    booster = HistGradientBoostingClassifier(
+        max_iter=params["max_iter"],
+        learning_rate=params["learning_rate"],
+        max_depth=params["max_depth"],
+        l2_regularization=params["l2_regularization"],
+        random_state=params["seed"],
+    )
+    return make_pipeline(FunctionTransformer(engineer), columns, booster)
+
+
+class SurvivalModel:
+    """A fitted pipeline plus what it needs to answer: a frame of passengers → 0/1 and p(survive)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    @classmethod
+    def load(cls, folder: Path) -> SurvivalModel:
+        return cls(joblib.load(folder / FILE))
+
+    def save(self, folder: Path) -> None:
+        joblib.dump(self.pipeline, folder / FILE)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probability of survival per passenger; imputes absent fields as in training."""
+        return self.pipeline.predict_proba(frame.reindex(columns=FEATURES))[:, 1]

@@ -1,0 +1,1 @@
+"""Dataset loaders: real data from installed packages, nothing fetched at run time."""

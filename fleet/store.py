@@ -1,0 +1,149 @@
+"""The BentoML model store, with exact tags and increasing versions.
+
+BentoML resolves ``name:v2`` by prefix when ``v2`` is missing (it silently became ``v20``), so every
+lookup here compares versions exactly. Versions are ``v1``, ``v2``, … and a new one is taken under a
+file lock, so two training runs that race get different versions and never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import bentoml
+
+from fleet import PROJECT_ROOT
+
+_VERSION = re.compile(r"^v(\d+)$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+class ModelNotFound(LookupError):
+    """A tag that is not in the store, exactly as written."""
+
+
+def parse_tag(tag: str) -> tuple[str, str]:
+    """Split ``name:version``; both parts are required and must be well formed."""
+    name, sep, version = tag.partition(":")
+    if not sep or not _NAME.match(name) or not _VERSION.match(version):
+        raise ModelNotFound(f"{tag!r} is not a tag of the form name:vN")
+    return name, version
+
+
+def versions(name: str) -> list[str]:
+    """Every ``vN`` version of a model in the store, oldest number first."""
+    try:
+        found = [str(m.tag.version) for m in bentoml.models.list(name)]
+    except bentoml.exceptions.NotFound:
+        return []
+    numbered = [v for v in found if _VERSION.match(v)]
+    return sorted(numbered, key=lambda v: int(v[1:]))
+
+
+def get(tag: str) -> bentoml.Model:
+    """The model with exactly this tag, never one whose version merely starts with it."""
+    name, version = parse_tag(tag)
+    if version not in versions(name):
+        raise ModelNotFound(f"model {tag} is not in the store")
+    return bentoml.models.get(f"{name}:{version}")
+
+
+def latest(name: str) -> str | None:
+    """The tag of the highest version of a model, or None when it has none."""
+    found = versions(name)
+    return f"{name}:{found[-1]}" if found else None
+
+
+@contextmanager
+def _store_lock(name: str) -> Iterator[None]:
+    home = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
+    lock_dir = home / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def save(
+    name: str,
+    write: Callable[[Path], None],
+    *,
+    metadata: dict[str, Any],
+    labels: dict[str, str] | None = None,
+) -> str:
+    """Save a new version of ``name``: ``write(folder)`` puts the files, the store gets ``vN+1``.
+
+    The metadata is completed with library versions, git commit and training time.
+    """
+    with _store_lock(name):
+        found = versions(name)
+        version = f"v{int(found[-1][1:]) + 1}" if found else "v1"
+        with bentoml.models.create(
+            f"{name}:{version}", labels=labels or {}, metadata=_without_none({**metadata, **provenance()})
+        ) as ref:
+            write(Path(ref.path))
+    return f"{name}:{version}"
+
+
+def _without_none(value: Any) -> Any:
+    """BentoML metadata refuses None anywhere; absent is the honest equivalent."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_without_none(v) for v in value if v is not None]
+    return value
+
+
+def fingerprint(rows: list[Any] | Any) -> dict[str, Any]:
+    """A stable hash and row count of a dataset, so a model says exactly what it learnt from."""
+    if hasattr(rows, "to_csv"):
+        text = rows.to_csv(index=False)
+        count = len(rows)
+    else:
+        text = "\n".join(repr(r) for r in rows)
+        count = len(rows)
+    return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "rows": count}
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a saved model depends on."""
+    result = {}
+    for dist in ("bentoml", "torch", "scikit-learn", "numpy", "pandas", "transformers", "pillow"):
+        try:
+            result[dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return result
+
+
+def git_commit() -> str | None:
+    """The project's commit when it is a git checkout, else None."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def provenance() -> dict[str, Any]:
+    """What every saved model records besides its own metrics and parameters."""
+    return {
+        "library_versions": library_versions(),
+        "git_commit": git_commit(),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
