@@ -147,3 +147,9 @@ def provenance() -> dict[str, Any]:
         "git_commit": git_commit(),
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def load(tag: str, loader: Callable[[Path], Any]) -> tuple[str, Any]:
+    """``(version, loader(folder))`` for exactly ``tag``; what every service does at start."""
+    ref = get(tag)
+    return str(ref.tag.version), loader(Path(ref.path))

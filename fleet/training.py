@@ -78,3 +78,55 @@ class Timer:
 
     def seconds(self) -> float:
         return round(time.perf_counter() - self.start, 2)
+
+
+def binary_scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Held-out figures of a yes/no model: accuracy, F1, ROC AUC and Brier score."""
+    from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
+
+    return {
+        "accuracy": round(float(accuracy_score(y, proba > 0.5)), 4),
+        "f1": round(float(f1_score(y, proba > 0.5)), 4),
+        "roc_auc": round(float(roc_auc_score(y, proba)), 4),
+        "brier": round(float(brier_score_loss(y, proba)), 4),
+    }
+
+
+def train_binary(
+    name: str,
+    frame: Any,
+    target: str,
+    fit: Any,
+    *,
+    seed: int,
+    metadata: dict[str, Any],
+    labels: dict[str, str],
+    classes: list[str],
+) -> TrainingRun:
+    """The shared run of the tabular yes/no models: split, ``fit(train_frame, y) -> model`` (which has
+    ``predict_proba(frame)`` and ``save(folder)``), score on validation and test, save the next version."""
+    from fleet import store
+
+    timer = Timer()
+    y = frame[target].to_numpy()
+    train_idx, val_idx, test_idx = split_indices(len(frame), stratify=y, seed=seed)
+    model = fit(frame.iloc[train_idx], y[train_idx])
+    val = binary_scores(y[val_idx], model.predict_proba(frame.iloc[val_idx]))
+    progress(name, 1, 1, val_accuracy=val["accuracy"], val_roc_auc=val["roc_auc"])
+    test = binary_scores(y[test_idx], model.predict_proba(frame.iloc[test_idx]))
+    metrics = {**{f"test_{k}": v for k, v in test.items()}, "val_accuracy": val["accuracy"]}
+    splits = {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)}
+    balance = {classes[k]: int((y == k).sum()) for k in (0, 1)}
+    tag = store.save(
+        name,
+        model.save,
+        labels=labels,
+        metadata={
+            **metadata,
+            "metrics": metrics,
+            "classes": classes,
+            "dataset": {**metadata.get("dataset", {}), **store.fingerprint(frame),
+                        "splits": splits, "class_balance": balance},
+        },
+    )
+    return TrainingRun(tag=tag, metrics=metrics, seconds=timer.seconds())

@@ -1,0 +1,76 @@
+"""The HTTP edge shared by every service: body size limit, 4xx bodies that name the field, version header.
+
+BentoML reads request bodies whole and has no size limit, so the limit is an ASGI middleware that
+refuses by Content-Length and also counts streamed chunks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import bentoml
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+VERSION_HEADER = "X-Model-Version"
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413 before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except BodyTooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"detail": f"request body is larger than {self.max_bytes} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def invalid_body(field: str, message: str) -> dict[str, Any]:
+    """A 400 body in the same shape BentoML gives pydantic errors: it names the field."""
+    return {"error": f"1 validation error: {field}",
+            "detail": [{"loc": [field], "msg": message, "type": "value_error"}]}
+
+
+def reject(ctx: bentoml.Context, status: int, body: dict[str, Any]) -> JSONResponse:
+    """An error answer from a ``bentoml.api`` with a context (BentoML copies the context status)."""
+    ctx.response.status_code = status
+    return JSONResponse(body, status_code=status)
+
+
+def answered_by(ctx: bentoml.Context, version: str) -> None:
+    """Every answer says which model version produced it."""
+    ctx.response.headers[VERSION_HEADER] = version
