@@ -1,12 +1,94 @@
-"""Test set-up: a private model store for the whole run, so tests never touch the project's models."""
+"""Test set-up: a private model store for the whole run, tiny models in it, and real servers.
+
+The store and routing plan are throw-away, so tests never touch the project's own models; servers
+are real ``bentoml serve`` processes on a free loopback port.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
 
 # Before BentoML is imported anywhere: every test process uses a throw-away store.
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="fleet-test-store-")
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+ROOT = Path(__file__).resolve().parent.parent
+BENTOML = Path(sys.executable).parent / "bentoml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving(target: str, env: dict[str, str], timeout: float = 180) -> Iterator[str]:
+    """Run ``bentoml serve target`` on 127.0.0.1 until the block ends; yields its base URL."""
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="fleet-serve-", suffix=".log", delete=False)
+    process = subprocess.Popen(
+        [str(BENTOML), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{target} exited; log: {Path(log.name).read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{target} not ready in {timeout} s; log: {log.name}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def routing_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny versions of every model, trained into the test store, and a plan that serves them."""
+    from training.__main__ import trainers
+
+    plan = {name: {"stable": run().tag} for name, run in trainers(tiny=True).items()}
+    path = tmp_path_factory.mktemp("plan") / "routing.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    os.environ["FLEET_ROUTING"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fleet_url(routing_plan: Path) -> Iterator[str]:
+    """The all-in-one gateway, served for real."""
+    with serving("service:Fleet", {"FLEET_ROUTING": str(routing_plan)}) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def fleet(fleet_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=fleet_url, timeout=60) as client:
+        yield client

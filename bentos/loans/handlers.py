@@ -31,8 +31,8 @@ async def predict_batch(model: Any, applications: list[Application], ctx: bentom
     )
 
 
-async def train(model: Any, params: TrainParams | None, ctx: bentoml.Context) -> TrainResult:
-    chosen = (params or TrainParams()).model_dump(exclude_none=True)
+async def train(model: Any, params: TrainParams, ctx: bentoml.Context) -> TrainResult:
+    chosen = params.model_dump(exclude_none=True)
     result = await model.to_async.retrain(chosen)
     answered_by(ctx, result["model_version"])
     return TrainResult(

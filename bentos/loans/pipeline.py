@@ -13,6 +13,7 @@ DEFAULTS: dict[str, Any] = {
     "max_iter": 200, "learning_rate": 0.05, "max_depth": 3, "l2_regularization": 1.0,
     "calibration_folds": 5, "seed": SEED,
 }
+TINY: dict[str, Any] = {"max_iter": 30, "calibration_folds": 3}
 
 
 def train(params: dict[str, Any] | None = None) -> TrainingRun:

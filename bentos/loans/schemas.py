@@ -52,6 +52,9 @@ class TrainParams(BaseModel):
     max_depth: Annotated[int, Field(ge=1, le=12)] | None = None
 
 
+NO_PARAMS = TrainParams()
+
+
 class TrainResult(BaseModel):
     message: str
     new_model_version: str

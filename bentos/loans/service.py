@@ -11,7 +11,15 @@ from bentoml.models import BentoModel
 
 from bentos.loans import handlers, pipeline
 from bentos.loans.model import ApprovalModel
-from bentos.loans.schemas import Application, Applications, Approval, Approvals, TrainParams, TrainResult
+from bentos.loans.schemas import (
+    NO_PARAMS,
+    Application,
+    Applications,
+    Approval,
+    Approvals,
+    TrainParams,
+    TrainResult,
+)
 from fleet import store
 from fleet.http import BodyLimit
 from fleet.routing import stable_tag
@@ -58,7 +66,7 @@ class Loans:
         return await handlers.predict_batch(self.model, applications, ctx)
 
     @bentoml.api(route="/train")
-    async def train(self, params: TrainParams | None = None, /, ctx: bentoml.Context = None) -> TrainResult:
+    async def train(self, params: TrainParams = NO_PARAMS, /, ctx: bentoml.Context = None) -> TrainResult:
         return await handlers.train(self.model, params, ctx)
 
 

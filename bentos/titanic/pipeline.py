@@ -12,6 +12,7 @@ NAME = "titanic"
 DEFAULTS: dict[str, Any] = {
     "max_iter": 150, "learning_rate": 0.05, "max_depth": 3, "l2_regularization": 1.0, "seed": SEED,
 }
+TINY: dict[str, Any] = {"max_iter": 30}
 
 
 def train(params: dict[str, Any] | None = None) -> TrainingRun:

@@ -1,0 +1,37 @@
+# Two commands do all the set-up on a fresh machine: `make serve` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 3000
+export BENTOML_HOME ?= $(CURDIR)/.bentoml
+export BENTOML_DO_NOT_TRACK := True
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: venv train serve test lint cards clean-store
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+## Train every default model missing from the store (a second run trains nothing).
+train: venv
+	$(PY) -m training --missing
+
+## Serve all five models behind one gateway on $(HOST):$(PORT).
+serve: train
+	$(VENV)/bin/bentoml serve service:Fleet --host $(HOST) --port $(PORT)
+
+## The whole test suite (what CI runs).
+test: venv
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+## Model cards and the README metrics table, from the store's metadata.
+cards: venv
+	$(PY) -m fleet cards
