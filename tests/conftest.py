@@ -41,32 +41,38 @@ def free_port() -> int:
 def serving(target: str, env: dict[str, str], timeout: float = 180) -> Iterator[str]:
     """Run ``bentoml serve target`` on 127.0.0.1 until the block ends; yields its base URL."""
     port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="fleet-serve-", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        [str(BENTOML), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    log_path = Path(tempfile.mkstemp(prefix="fleet-serve-", suffix=".log")[1])
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{target} exited; log: {Path(log.name).read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{target} not ready in {timeout} s; log: {log.name}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [str(BENTOML), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            _wait_ready(process, url, log_path, timeout)
+            yield url
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def _wait_ready(process: subprocess.Popen, url: str, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited; log: {log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server not ready in {timeout} s; log: {log_path}")
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")
