@@ -92,6 +92,12 @@ def binary_scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     }
 
 
+def _binary_confusion(y: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict[str, int]:
+    """Test-split counts of each (true, predicted) pair, named by class."""
+    return {f"{classes[t]} predicted {classes[p]}": int(((y == t) & (predicted == p)).sum())
+            for t in (0, 1) for p in (0, 1)}
+
+
 def train_binary(
     name: str,
     frame: Any,
@@ -113,10 +119,13 @@ def train_binary(
     model = fit(frame.iloc[train_idx], y[train_idx])
     val = binary_scores(y[val_idx], model.predict_proba(frame.iloc[val_idx]))
     progress(name, 1, 1, val_accuracy=val["accuracy"], val_roc_auc=val["roc_auc"])
-    test = binary_scores(y[test_idx], model.predict_proba(frame.iloc[test_idx]))
+    test_proba = model.predict_proba(frame.iloc[test_idx])
+    test = binary_scores(y[test_idx], test_proba)
+    confusion = _binary_confusion(y[test_idx], test_proba > 0.5, classes)
     metrics = {**{f"test_{k}": v for k, v in test.items()}, "val_accuracy": val["accuracy"]}
     splits = {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)}
     balance = {classes[k]: int((y == k).sum()) for k in (0, 1)}
+    seconds = timer.seconds()
     tag = store.save(
         name,
         model.save,
@@ -125,8 +134,10 @@ def train_binary(
             **metadata,
             "metrics": metrics,
             "classes": classes,
+            "confusion": confusion,
+            "training_seconds": seconds,
             "dataset": {**metadata.get("dataset", {}), **store.fingerprint(frame),
                         "splits": splits, "class_balance": balance},
         },
     )
-    return TrainingRun(tag=tag, metrics=metrics, seconds=timer.seconds())
+    return TrainingRun(tag=tag, metrics=metrics, seconds=seconds)

