@@ -1,0 +1,164 @@
+"""Train a new version of the topic model and save it to the store (CLI and a later /run-pipeline)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+
+from bentos.topics.model import BASE_MODEL, Encoder, TopicModel, base_model_path, fit_head, weights_sha256
+from bentos.topics.schemas import TopicRequest, TopicScore
+from fleet import store
+from fleet.training import SEED, Timer, TrainingRun, progress, split_indices
+
+NAME = "topics"
+DEFAULTS: dict[str, Any] = {
+    "epochs": 300, "learning_rate": 0.05, "l2": 1e-4, "seed": SEED, "limit": None, "log_every": 50,
+}
+# For tests: a few hundred titles and a short fit, so a whole run takes seconds.
+TINY: dict[str, Any] = {"epochs": 40, "limit": 300, "log_every": 20}
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def subset(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    """A seeded random sample of ``limit`` rows (all of them when None), in the original order."""
+    if limit is None or limit >= len(frame):
+        return frame
+    return frame.sample(n=limit, random_state=seed).sort_index().reset_index(drop=True)
+
+
+def split(frame: pd.DataFrame, seed: int = SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train/validation/test indices with every set of identical titles on one side only."""
+    from data.topics import normalise
+
+    return split_indices(len(frame), groups=frame["text"].map(normalise).to_numpy(), seed=seed)
+
+
+def duplicates_kept_apart(frame: pd.DataFrame, parts: dict[str, np.ndarray]) -> dict[str, int]:
+    """How many repeated titles there are, and proof that none of them straddles two splits."""
+    from data.topics import normalise
+
+    keys = frame["text"].map(normalise).to_numpy()
+    sizes = Counter(keys)
+    repeated = {k for k, n in sizes.items() if n > 1}
+    side = {}
+    for name, idx in parts.items():
+        for key in set(keys[idx]) & repeated:
+            side.setdefault(key, set()).add(name)
+    return {
+        "titles": len(repeated),
+        "rows": sum(sizes[k] for k in repeated),
+        "crossing_splits": sum(len(s) > 1 for s in side.values()),
+    }
+
+
+def train(params: dict[str, Any] | None = None) -> TrainingRun:
+    """Embed the titles once, fit the head on the training split, report on held-out test titles."""
+    from data.topics import MIN_TITLES, SOURCE, load
+
+    timer = Timer()
+    params = {**DEFAULTS, **(params or {})}
+    full = load()
+    frame = subset(full, params["limit"], params["seed"])
+    classes = sorted(frame["label"].unique())
+    y = torch.tensor(frame["label"].map(classes.index).to_numpy())
+    train_idx, val_idx, test_idx = split(frame, params["seed"])
+    parts = {"train": train_idx, "val": val_idx, "test": test_idx}
+
+    base = base_model_path()
+    encoder = Encoder.load(base)
+    x = encoder.embed(frame["text"].tolist(), on_batch=lambda i, n: progress(
+        NAME, i, n, seconds=timer.seconds()))
+    head = fit_head(x[train_idx], y[train_idx], len(classes), params,
+                    on_epoch=_epoch_logger(params, x[val_idx], y[val_idx]))
+    config = {"base_model": BASE_MODEL, "encoder_sha256": weights_sha256(base), "pooling": "mean+l2"}
+    fitted = TopicModel(encoder, head, classes, config)
+
+    proba = {name: fitted.probabilities(x[idx]).numpy() for name, idx in parts.items()}
+    metrics = _metrics(proba, {name: y[idx].numpy() for name, idx in parts.items()})
+    kept_apart = duplicates_kept_apart(frame, parts)
+    tag = store.save(
+        NAME,
+        fitted.save,
+        labels={"task": "text-classification", "framework": "pytorch"},
+        metadata={
+            "metrics": metrics,
+            "dataset": {"source": SOURCE, **store.fingerprint(frame), "min_titles": MIN_TITLES,
+                        "cleaning": full.attrs.get("cleaning", {}),
+                        "splits": {name: len(idx) for name, idx in parts.items()},
+                        "class_balance": frame["label"].value_counts().sort_index().to_dict(),
+                        "identical_titles_kept_apart": kept_apart},
+            "params": params,
+            "classes": classes,
+            "encoder": config,
+            "confusion": _confusion(proba["test"], y[test_idx].numpy(), classes),
+            "reference_profile": reference_profile(frame["text"].iloc[train_idx], x[train_idx]),
+            "input_schema": TopicRequest.model_json_schema(),
+            "output_schema": TopicScore.model_json_schema(),
+        },
+    )
+    return TrainingRun(tag=tag, metrics=metrics, seconds=timer.seconds(),
+                       details={"classes": classes, "identical_titles_kept_apart": kept_apart})
+
+
+def _epoch_logger(
+    params: dict[str, Any], x_val: torch.Tensor, y_val: torch.Tensor
+) -> Callable[[int, float, torch.nn.Linear], None]:
+    """Progress every ``log_every`` epochs: training loss and validation accuracy."""
+    def log(epoch: int, loss: float, head: torch.nn.Linear) -> None:
+        if epoch % params["log_every"] == 0 or epoch == params["epochs"]:
+            with torch.no_grad():
+                val_accuracy = float((head(x_val).argmax(1) == y_val).float().mean())
+            progress(NAME, epoch, params["epochs"], loss=loss, val_accuracy=val_accuracy)
+    return log
+
+
+def _metrics(proba: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, float]:
+    """Held-out test accuracy, top-3 accuracy and macro-F1; validation and training accuracy."""
+    test, y = proba["test"], truth["test"]
+    top3 = np.argsort(-test, axis=1)[:, :3]
+    return {
+        "test_accuracy": round(accuracy_score(y, test.argmax(1)), 4),
+        "test_top3_accuracy": round(float((top3 == y[:, None]).any(axis=1).mean()), 4),
+        "test_macro_f1": round(f1_score(y, test.argmax(1), average="macro", zero_division=0), 4),
+        "val_accuracy": round(accuracy_score(truth["val"], proba["val"].argmax(1)), 4),
+        "train_accuracy": round(accuracy_score(truth["train"], proba["train"].argmax(1)), 4),
+    }
+
+
+def _confusion(proba: np.ndarray, y: np.ndarray, classes: list[str], top: int = 5) -> dict[str, Any]:
+    """The most frequent mistakes on the test split and each class's recall there."""
+    predicted = proba.argmax(1)
+    pairs = Counter((classes[t], classes[p]) for t, p in zip(y, predicted, strict=True) if t != p)
+    recall = {
+        c: round(float((predicted[y == i] == i).mean()), 4) for i, c in enumerate(classes) if (y == i).any()
+    }
+    return {
+        "most_confused": [{"true": t, "predicted": p, "count": n} for (t, p), n in pairs.most_common(top)],
+        "recall": recall,
+    }
+
+
+def reference_profile(texts: pd.Series, embeddings: torch.Tensor) -> dict[str, Any]:
+    """What training inputs looked like, to compare live traffic against for drift.
+
+    Text length quantiles, the mean embedding (unit vectors, so its norm says how spread they are)
+    and per-dimension std, and quantiles of each text's cosine similarity to the mean direction.
+    """
+    mean = embeddings.mean(dim=0)
+    similarity = embeddings @ torch.nn.functional.normalize(mean, dim=0)
+    lengths = texts.str.len().to_numpy()
+    return {
+        "texts": len(texts),
+        "quantiles": list(QUANTILES),
+        "chars": [float(np.quantile(lengths, q)) for q in QUANTILES],
+        "words": [float(np.quantile(texts.str.split().str.len(), q)) for q in QUANTILES],
+        "centroid_similarity": [round(float(torch.quantile(similarity, q)), 4) for q in QUANTILES],
+        "embedding_mean": [round(float(v), 5) for v in mean],
+        "embedding_std": [round(float(v), 5) for v in embeddings.std(dim=0)],
+    }
