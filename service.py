@@ -12,6 +12,9 @@ import bentoml
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from bentos.digits import handlers as digits
+from bentos.digits.schemas import DigitPrediction, DigitRequest
+from bentos.digits.service import DigitsModel
 from bentos.loans import handlers as loans
 from bentos.loans.schemas import (
     NO_PARAMS,
@@ -23,12 +26,18 @@ from bentos.loans.schemas import (
     TrainResult,
 )
 from bentos.loans.service import LoansModel
+from bentos.names import handlers as names
+from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
+from bentos.names.service import NamesModel
 from bentos.titanic import handlers as titanic
 from bentos.titanic.schemas import Passengers, PipelineResult, SurvivalPredictions
 from bentos.titanic.service import TitanicModel
+from bentos.topics import handlers as topics
+from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
+from bentos.topics.service import TopicsModel
 from fleet.http import VERSION_HEADER, BodyLimit
 
-# Routes BentoML cannot declare itself (GET and PUT); mounted under the gateway.
+# Routes BentoML cannot declare itself (GET and PUT), mounted on the gateway.
 routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
@@ -37,8 +46,20 @@ routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 class Fleet:
     """The gateway: validates, calls the model services (which batch), answers in the seeds' shapes."""
 
+    names_model = bentoml.depends(NamesModel)
     loans_model = bentoml.depends(LoansModel)
+    digits_model = bentoml.depends(DigitsModel)
+    topics_model = bentoml.depends(TopicsModel)
     titanic_model = bentoml.depends(TitanicModel)
+
+    # names (seed 000)
+    @routes.get("/names/check_service")
+    async def names_check_service(self) -> ServiceCheck:
+        return await names.check_service(self.names_model)
+
+    @bentoml.api(route="/names/get_prediction")
+    async def names_get_prediction(self, request: NameRequest, /, ctx: bentoml.Context) -> NamePredictions:
+        return await names.get_prediction(self.names_model, request, ctx)
 
     # loans (seed 001)
     @bentoml.api(route="/loans/predict")
@@ -54,6 +75,20 @@ class Fleet:
         self, params: TrainParams = NO_PARAMS, /, ctx: bentoml.Context = None
     ) -> TrainResult:
         return await loans.train(self.loans_model, params, ctx)
+
+    # digits (seed 002)
+    @bentoml.api(route="/digits/predict")
+    async def digits_predict(self, request: DigitRequest, /, ctx: bentoml.Context) -> DigitPrediction:
+        return await digits.predict(self.digits_model, request, ctx)
+
+    # topics (seed 003)
+    @routes.get("/topics/classify")
+    async def topics_classify_get(self, sentence: Sentence, top_k: TopK = 1) -> list[TopicScore]:
+        return await topics.classify_query(self.topics_model, sentence, top_k)
+
+    @bentoml.api(route="/topics/classify")
+    async def topics_classify(self, request: TopicRequest, /, ctx: bentoml.Context) -> list[TopicScore]:
+        return await topics.classify(self.topics_model, request, ctx)
 
     # titanic (seed 004)
     @bentoml.api(route="/titanic/predict")
