@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse
 from bentos.digits.images import ImageError, decode
 from bentos.digits.schemas import DigitPrediction, DigitRequest, resolve
 from fleet.http import answered_by, invalid_body, reject
+from fleet.remote import call
 
 
 async def predict(model: Any, request: DigitRequest, ctx: bentoml.Context) -> DigitPrediction | JSONResponse:
@@ -21,8 +22,8 @@ async def predict(model: Any, request: DigitRequest, ctx: bentoml.Context) -> Di
         pixels = decode(request.image)
     except ImageError as error:
         return reject(ctx, 400, invalid_body("image", str(error)))
-    classify = model.to_async.classify_cnn if name == "digits_cnn" else model.to_async.classify_sklearn
-    (scored,) = await classify(pixels[None])
+    method = "classify_cnn" if name == "digits_cnn" else "classify_sklearn"
+    (scored,) = await call(model, method, pixels[None])
     answered_by(ctx, scored["model_version"])
     return DigitPrediction(request_id=request.request_id, prediction=scored["prediction"],
                            score=scored["score"], model_version=scored["model_version"])

@@ -8,10 +8,11 @@ import bentoml
 
 from bentos.loans.schemas import Application, Approval, Approvals, TrainParams, TrainResult
 from fleet.http import answered_by
+from fleet.remote import call
 
 
 async def _score(model: Any, applications: list[Application], ctx: bentoml.Context) -> tuple[list[dict], str]:
-    scored = await model.to_async.predict([a.model_dump() for a in applications])
+    scored = await call(model, "predict", [a.model_dump() for a in applications])
     version = scored[-1]["model_version"]
     answered_by(ctx, version)
     return scored, version

@@ -9,16 +9,17 @@ from starlette.responses import JSONResponse
 
 from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
 from fleet.http import answered_by, invalid_body, reject
+from fleet.remote import call
 
 
 async def check_service(model: Any) -> ServiceCheck:
-    return ServiceCheck(model_version=await model.to_async.serving_version())
+    return ServiceCheck(model_version=await call(model, "serving_version"))
 
 
 async def get_prediction(
     model: Any, request: NameRequest, ctx: bentoml.Context
 ) -> NamePredictions | JSONResponse:
-    (ranked,) = await model.to_async.predict([request.name])
+    (ranked,) = await call(model, "predict", [request.name])
     answered_by(ctx, ranked["model_version"])
     classes = len(ranked["labels"])
     if request.n_predictions > classes:

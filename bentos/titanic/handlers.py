@@ -8,11 +8,12 @@ import bentoml
 
 from bentos.titanic.schemas import Passenger, PipelineResult, SurvivalPredictions
 from fleet.http import answered_by
+from fleet.remote import call
 
 
 async def predict(model: Any, passengers: list[Passenger], ctx: bentoml.Context) -> SurvivalPredictions:
     rows = [p.model_dump() for p in passengers]
-    scored = await model.to_async.predict(rows)
+    scored = await call(model, "predict", rows)
     version = scored[-1]["model_version"]
     answered_by(ctx, version)
     return SurvivalPredictions(

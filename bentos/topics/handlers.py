@@ -9,11 +9,12 @@ from starlette.responses import JSONResponse
 
 from bentos.topics.schemas import TopicRequest, TopicScore, to_scores
 from fleet.http import VERSION_HEADER, answered_by
+from fleet.remote import call
 
 
 async def _ranked(model: Any, request: TopicRequest) -> tuple[list[TopicScore], str]:
     """The ``top_k`` labels with scores (the seed's list) and the version that answered."""
-    (ranked,) = await model.to_async.classify([request.sentence])
+    (ranked,) = await call(model, "classify", [request.sentence])
     return to_scores([tuple(pair) for pair in ranked["ranked"][: request.top_k]]), ranked["model_version"]
 
 
