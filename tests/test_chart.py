@@ -1,0 +1,180 @@
+"""The Helm chart, offline: the same functions as ``python deploy/chart_check.py``.
+
+Skipped when helm-python-sdk or kubernetes-validate is not installed (no cluster is ever needed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+pytest.importorskip("helm_python", reason="helm-python-sdk is not installed: pip install helm-python-sdk")
+pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed: pip install it")
+
+SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "chart_check.py"
+UNITS = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+         "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def load_script() -> ModuleType:
+    """deploy/chart_check.py as a module (deploy/ is no package)."""
+    spec = importlib.util.spec_from_file_location("chart_check", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["chart_check"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cc() -> ModuleType:
+    module = load_script()
+    try:
+        module.helm.helm_sdk_version()
+    except module.helm.HelmError as error:
+        pytest.skip(f"helm-python-sdk cannot load its native library: {error}")
+    return module
+
+
+@pytest.fixture(scope="module")
+def rendered(cc: ModuleType) -> dict[str, list[dict[str, Any]]]:
+    return {name: cc.render_set(name) for name in cc.VALUE_SETS}
+
+
+def quantity(value: str | int | float) -> float:
+    """A Kubernetes quantity (500m, 3Gi, 2) as a number."""
+    number, unit = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(value)).groups()
+    return float(number) * UNITS.get(unit, 1)
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def least_replicas(cc: ModuleType, manifests: list[dict[str, Any]]) -> int:
+    """The stable pod count the release never goes below (HPA minimum, else the Deployment's)."""
+    hpas = cc.find(manifests, "HorizontalPodAutoscaler")
+    if hpas:
+        return hpas[0]["spec"]["minReplicas"]
+    return cc.find(manifests, "Deployment", f"{cc.RELEASE}-bento-fleet")[0]["spec"]["replicas"]
+
+
+def test_lint_is_clean(cc: ModuleType) -> None:
+    assert cc.lint() == []
+    for name in cc.VALUE_SETS:
+        assert cc.lint(cc.set_values(name)) == [], name
+
+
+@pytest.mark.parametrize("name", ["dev", "prod", "canary"])
+def test_values_set_renders_and_validates(cc: ModuleType, rendered: dict, name: str) -> None:
+    report = cc.check_manifests(name, rendered[name])
+    assert report.problems == []
+    assert {"Deployment", "Service", "ServiceAccount"} <= set(report.kinds)
+
+
+def test_canary_route_splits_by_weight(cc: ModuleType, rendered: dict) -> None:
+    values = cc.set_values("canary")
+    route = cc.find(rendered["canary"], "HTTPRoute")[0]
+    weights = cc.route_weights(route)
+    stable, canary = f"{cc.RELEASE}-bento-fleet", f"{cc.RELEASE}-bento-fleet-canary"
+    assert weights == {stable: 100 - values["canary"]["weight"], canary: values["canary"]["weight"]}
+    assert sum(weights.values()) == 100
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert cc.find(rendered["canary"], "Service", canary)
+
+
+@pytest.mark.parametrize("weight", [0, 35, 100])
+def test_any_weight_sums_to_100(cc: ModuleType, weight: int) -> None:
+    values = cc.merge(cc.set_values("canary"), {"canary": {"weight": weight}})
+    weights = cc.route_weights(cc.find(cc.render(values), "HTTPRoute")[0])
+    assert sorted(weights.values()) == sorted([weight, 100 - weight])
+
+
+def test_canary_runs_its_own_tag(cc: ModuleType, rendered: dict) -> None:
+    values = cc.set_values("canary")
+    images = {d["metadata"]["name"]: container(d)["image"] for d in cc.find(rendered["canary"], "Deployment")}
+    assert images[f"{cc.RELEASE}-bento-fleet"].endswith(f":{values['image']['tag']}")
+    assert images[f"{cc.RELEASE}-bento-fleet-canary"].endswith(f":{values['canary']['image']['tag']}")
+
+
+@pytest.mark.parametrize("name", ["dev", "prod"])
+def test_no_canary_objects_without_canary(cc: ModuleType, rendered: dict, name: str) -> None:
+    assert len(cc.find(rendered[name], "Deployment")) == 1
+    assert cc.find(rendered[name], "HTTPRoute") == []
+
+
+def test_promotion_keeps_the_route_at_full_stable(cc: ModuleType) -> None:
+    promoted = cc.merge(cc.set_values("canary"), {"image": {"tag": "1.1.0"}, "canary": {"enabled": False}})
+    manifests = cc.render(promoted)
+    assert cc.route_weights(cc.find(manifests, "HTTPRoute")[0]) == {f"{cc.RELEASE}-bento-fleet": 100}
+    assert len(cc.find(manifests, "Deployment")) == 1
+    assert cc.check_manifests("promoted", manifests).problems == []
+
+
+@pytest.mark.parametrize("name", ["dev", "prod", "canary"])
+def test_probes_and_port(cc: ModuleType, rendered: dict, name: str) -> None:
+    for deployment in cc.find(rendered[name], "Deployment"):
+        box = container(deployment)
+        assert box["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
+        assert box["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+        assert box["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        startup = box["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 60  # torch models: 10-30 s
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == "3000"
+        assert annotations["prometheus.io/path"] == "/metrics"
+
+
+@pytest.mark.parametrize("name", ["dev", "prod", "canary"])
+def test_hardened_pods_and_secret_token(cc: ModuleType, rendered: dict, name: str) -> None:
+    for deployment in cc.find(rendered[name], "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        box = container(deployment)
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert isinstance(pod["securityContext"]["runAsUser"], int)
+        assert box["securityContext"]["readOnlyRootFilesystem"] is True
+        env = {item["name"]: item for item in box["env"]}
+        assert "value" not in env["FLEET_ADMIN_TOKEN"]
+        assert env["FLEET_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"]
+        mounts = {mount["mountPath"] for mount in box["volumeMounts"]}
+        assert {"/tmp", env["BENTOML_HOME"]["value"]} <= mounts
+        assert quantity(box["resources"]["requests"]["memory"]) >= 2 * 2**30
+
+
+def test_prod_outsizes_dev(cc: ModuleType, rendered: dict) -> None:
+    dev, prod = rendered["dev"], rendered["prod"]
+    assert least_replicas(cc, prod) > least_replicas(cc, dev)
+    dev_box, prod_box = container(cc.find(dev, "Deployment")[0]), container(cc.find(prod, "Deployment")[0])
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            dev_size, prod_size = (quantity(box["resources"][kind][resource]) for box in (dev_box, prod_box))
+            assert prod_size > dev_size, f"{kind}.{resource}"
+
+
+def test_bad_values_file_is_rejected(cc: ModuleType) -> None:
+    rejected, line = cc.check_bad_values()
+    assert rejected, line
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"replicaCount": -1}, "/replicaCount"),
+        ({"replicas": 3}, "additional properties 'replicas'"),
+        ({"canary": {"weight": 101}}, "/canary/weight"),
+        ({"canary": {"weight": -5}}, "/canary/weight"),
+        ({"resources": {"limits": {"memory": "4 gigs"}}}, "/resources/limits/memory"),
+        ({"resources": {"requests": {"cpu": "two"}}}, "/resources/requests/cpu"),
+        ({"canary": {"enabled": True}}, "/canary/image/tag"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+    ],
+)
+def test_schema_rejects(cc: ModuleType, values: dict[str, Any], where: str) -> None:
+    reason = cc.rejection(values)
+    assert reason is not None and where in reason
