@@ -10,7 +10,7 @@ export BENTOML_DO_NOT_TRACK := True
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv train serve test lint cards clean-store
+.PHONY: venv train serve test cards chart-check
 
 venv: $(VENV)/.installed
 
@@ -35,3 +35,7 @@ test: venv
 ## Model cards and the README metrics table, from the store's metadata.
 cards: venv
 	$(PY) -m fleet cards
+
+## Offline Helm lint, render and Kubernetes schema validation (dev, prod, canary, broken values).
+chart-check: venv
+	$(PY) deploy/chart_check.py
