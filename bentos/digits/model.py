@@ -1,0 +1,151 @@
+"""The two digit models, both reading ``(n, 8, 8)`` arrays of 0..16 ink: an RBF SVM and a small CNN.
+
+Both answer ``predict(images) -> (labels, scores)`` where the score is the probability of the label,
+and the label is the argmax of the same probabilities, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import torch
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.svm import SVC
+from torch import nn
+
+SIZE = 8
+CLASSES = list(range(10))
+SKLEARN_FILE = "pipeline.joblib"
+WEIGHTS_FILE = "weights.pt"
+CONFIG_FILE = "config.json"
+BATCH = 1024  # CNN inference chunk: bounds memory for big batches
+
+
+def _as_batch(images: np.ndarray) -> np.ndarray:
+    """``(n, 8, 8)`` float; a single ``(8, 8)`` image becomes a batch of one."""
+    array = np.asarray(images, dtype=np.float32)
+    if array.shape == (SIZE, SIZE):
+        array = array[None]
+    if array.ndim != 3 or array.shape[1:] != (SIZE, SIZE):
+        raise ValueError(f"expected images of shape (n, {SIZE}, {SIZE}), got {array.shape}")
+    return array
+
+
+def _answer(proba: np.ndarray) -> tuple[list[int], list[float]]:
+    labels = proba.argmax(axis=1)
+    return [int(k) for k in labels], [float(p) for p in proba[np.arange(len(proba)), labels]]
+
+
+def _flatten(images: np.ndarray) -> np.ndarray:
+    return np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+
+
+def build_sklearn(params: dict[str, Any]) -> Pipeline:
+    """The seed's RBF SVM on the 64 raw pixels, its scores turned into probabilities.
+
+    Temperature scaling (one parameter, fitted on cross-validated scores) keeps the SVM's ranking of
+    the digits; ``SVC(probability=True)`` is deprecated in scikit-learn 1.9.
+    """
+    svm = SVC(C=params["C"], gamma=params["gamma"])
+    calibrated = CalibratedClassifierCV(
+        svm, method="temperature", cv=params["calibration_folds"], ensemble=False
+    )
+    return make_pipeline(FunctionTransformer(_flatten), calibrated)
+
+
+class SklearnDigits:
+    """A fitted scikit-learn pipeline: ``(n, 8, 8)`` images → digits and their probabilities."""
+
+    framework = "sklearn"
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    @classmethod
+    def fit(cls, images: np.ndarray, labels: np.ndarray, params: dict[str, Any]) -> SklearnDigits:
+        return cls(build_sklearn(params).fit(_as_batch(images), labels))
+
+    @classmethod
+    def load(cls, folder: Path) -> SklearnDigits:
+        return cls(joblib.load(Path(folder) / SKLEARN_FILE))
+
+    def save(self, folder: Path) -> None:
+        joblib.dump(self.pipeline, Path(folder) / SKLEARN_FILE)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """``(n, 10)`` probabilities, columns in digit order."""
+        batch = _as_batch(images)
+        if not len(batch):
+            return np.zeros((0, len(CLASSES)))
+        return self.pipeline.predict_proba(batch)
+
+    def predict(self, images: np.ndarray) -> tuple[list[int], list[float]]:
+        return _answer(self.predict_proba(images))
+
+
+class DigitNet(nn.Module):
+    """Two 3×3 conv blocks on the 1×8×8 image (8→4→2), then a linear layer over 10 digits."""
+
+    def __init__(self, channels: int = 32, dropout: float = 0.25) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.BatchNorm2d(2 * channels), nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(2 * channels * 4, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """``(n, 1, 8, 8)`` in 0..1, the scale the network trains on."""
+    return torch.from_numpy(_as_batch(images) / 16.0).unsqueeze(1)
+
+
+class CnnDigits:
+    """A trained ``DigitNet`` and its config; weights are a plain state_dict, loaded weights-only."""
+
+    framework = "torch"
+
+    def __init__(self, net: DigitNet, config: dict[str, Any]) -> None:
+        self.net = net.eval()
+        self.config = config
+
+    @classmethod
+    def create(cls, config: dict[str, Any]) -> CnnDigits:
+        return cls(DigitNet(config["channels"], config["dropout"]), config)
+
+    @classmethod
+    def load(cls, folder: Path) -> CnnDigits:
+        folder = Path(folder)
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        model = cls.create(config)
+        state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        model.net.load_state_dict(state)
+        return model
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        torch.save(self.net.state_dict(), folder / WEIGHTS_FILE)
+        (folder / CONFIG_FILE).write_text(json.dumps(self.config, indent=2))
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """``(n, 10)`` softmax probabilities, in chunks of BATCH."""
+        tensor = to_tensor(images)
+        self.net.eval()
+        with torch.inference_mode():
+            parts = [torch.softmax(self.net(chunk), dim=1) for chunk in tensor.split(BATCH)]
+        return torch.cat(parts).numpy().astype(np.float64) if parts else np.zeros((0, len(CLASSES)))
+
+    def predict(self, images: np.ndarray) -> tuple[list[int], list[float]]:
+        return _answer(self.predict_proba(images))
