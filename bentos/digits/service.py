@@ -14,6 +14,7 @@ from bentos.digits import handlers
 from bentos.digits.model import CnnDigits, SklearnDigits
 from bentos.digits.schemas import DigitPrediction, DigitRequest
 from fleet import store
+from fleet.batching import batched
 from fleet.http import BodyLimit
 from fleet.routing import stable_tag
 
@@ -39,11 +40,11 @@ class DigitsModel:
         self.sklearn_version, self.sklearn = store.load(SKLEARN_TAG, SklearnDigits.load)
         self.cnn_version, self.cnn = store.load(CNN_TAG, CnnDigits.load)
 
-    @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=1000)
+    @bentoml.api(**batched("digits"))
     def classify_sklearn(self, images: np.ndarray) -> list[dict]:
         return _scored(self.sklearn, self.sklearn_version, images)
 
-    @bentoml.api(batchable=True, max_batch_size=512, max_latency_ms=1000)
+    @bentoml.api(**batched("digits"))
     def classify_cnn(self, images: np.ndarray) -> list[dict]:
         return _scored(self.cnn, self.cnn_version, images)
 

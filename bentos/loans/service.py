@@ -21,6 +21,7 @@ from bentos.loans.schemas import (
     TrainResult,
 )
 from fleet import store
+from fleet.batching import batched
 from fleet.http import BodyLimit
 from fleet.routing import stable_tag
 
@@ -36,7 +37,7 @@ class LoansModel:
     def __init__(self) -> None:
         self.version, self.model = store.load(TAG, ApprovalModel.load)
 
-    @bentoml.api(batchable=True, max_batch_size=1024, max_latency_ms=1000)
+    @bentoml.api(**batched("loans"))
     def predict(self, applications: list[dict]) -> list[dict]:
         proba = self.model.predict_proba(pd.DataFrame(applications))
         version = self.version

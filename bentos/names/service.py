@@ -12,6 +12,7 @@ from bentos.names import handlers
 from bentos.names.model import NationalityModel
 from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
 from fleet import store
+from fleet.batching import batched
 from fleet.http import BodyLimit
 from fleet.routing import stable_tag
 
@@ -28,7 +29,7 @@ class NamesModel:
         torch.set_num_threads(1)
         self.version, self.model = store.load(TAG, NationalityModel.load)
 
-    @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)
+    @bentoml.api(**batched("names"))
     def predict(self, names: list[str]) -> list[dict]:
         """Every class per name, likeliest first, with natural-log probabilities."""
         version, model = self.version, self.model

@@ -15,6 +15,7 @@ from bentos.titanic import handlers, pipeline
 from bentos.titanic.model import SurvivalModel
 from bentos.titanic.schemas import Passengers, PipelineResult, SurvivalPredictions
 from fleet import store
+from fleet.batching import batched
 from fleet.http import VERSION_HEADER, BodyLimit
 from fleet.routing import stable_tag
 
@@ -30,7 +31,7 @@ class TitanicModel:
     def __init__(self) -> None:
         self.version, self.model = store.load(TAG, SurvivalModel.load)
 
-    @bentoml.api(batchable=True, max_batch_size=1024, max_latency_ms=1000)
+    @bentoml.api(**batched("titanic"))
     def predict(self, passengers: list[dict]) -> list[dict]:
         proba = self.model.predict_proba(pd.DataFrame(passengers))
         version = self.version

@@ -12,6 +12,7 @@ from bentos.topics import handlers
 from bentos.topics.model import TopicModel
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
 from fleet import store
+from fleet.batching import batched
 from fleet.http import BodyLimit
 from fleet.routing import stable_tag
 
@@ -28,7 +29,7 @@ class TopicsModel:
         torch.set_num_threads(2)
         self.version, self.model = store.load(TAG, TopicModel.load)
 
-    @bentoml.api(batchable=True, max_batch_size=128, max_latency_ms=1000)
+    @bentoml.api(**batched("topics"))
     def classify(self, texts: list[str]) -> list[dict]:
         """Every class per text, highest score first."""
         version, model = self.version, self.model
