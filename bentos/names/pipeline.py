@@ -1,0 +1,142 @@
+"""Train a new version of the surname model and save it to the store (CLI and the service's retraining)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from bentos.names.model import HYPER_DEFAULTS, MAX_NAME_CHARS, NORMALISATION, NationalityModel, batch
+from bentos.names.schemas import NameRequest
+from data.names import MIN_SHARE, PER_CLASS
+from fleet import store
+from fleet.training import SEED, Timer, TrainingRun, progress, split_indices
+
+NAME = "names"
+DEFAULTS: dict[str, Any] = {
+    **HYPER_DEFAULTS,
+    "per_class": PER_CLASS, "min_share": MIN_SHARE, "epochs": 8, "batch_size": 128, "learning_rate": 3e-3,
+    "weight_decay": 0.0, "threads": 2, "seed": SEED,
+}
+TINY: dict[str, Any] = {"per_class": 30, "epochs": 2, "hidden_size": 16, "embedding_dim": 8}
+
+
+def train(params: dict[str, Any] | None = None) -> TrainingRun:
+    """Fit on the training split, keep the best epoch on validation, report on the test split, save."""
+    from data.names import LABEL_COUNTRIES, LABEL_MEANING, SOURCE, load
+
+    timer = Timer()
+    params = {**DEFAULTS, **(params or {})}
+    torch.manual_seed(params["seed"])
+    torch.set_num_threads(params["threads"])
+    frame = load(per_class=params["per_class"], min_share=params["min_share"], seed=params["seed"])
+    classes = sorted(frame["label"].unique())
+    y = frame["label"].map({label: i for i, label in enumerate(classes)}).to_numpy()
+    train_idx, val_idx, test_idx = split_indices(len(frame), stratify=y, seed=params["seed"])
+    names = frame["name"].tolist()
+
+    model = NationalityModel.create(classes, params)
+    best_epoch, val_accuracy = fit(model, names, y, train_idx, val_idx, params)
+    log_probs = model.log_probs([names[i] for i in test_idx]).numpy()
+    test = scores(y[test_idx], log_probs, classes)
+    metrics = {**test.pop("metrics"), "val_top1_accuracy": val_accuracy}
+
+    tag = store.save(
+        NAME,
+        model.save,
+        labels={"task": "multiclass-classification", "framework": "pytorch"},
+        metadata={
+            "metrics": metrics,
+            "per_class": test["per_class"],
+            "classes": classes,
+            "label_meaning": LABEL_MEANING,
+            "label_countries": {label: list(LABEL_COUNTRIES[label]) for label in classes},
+            "dataset": {
+                "source": SOURCE, **store.fingerprint(frame),
+                "rule": f"a country group holds >= {params['min_share']} of the bearers and ranks the name",
+                "splits": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
+                "class_balance": {k: int(v) for k, v in frame["label"].value_counts().sort_index().items()},
+            },
+            "params": params,
+            "training": {"best_epoch": best_epoch, "epochs": params["epochs"]},
+            "vocabulary": {"alphabet": model.vocabulary.alphabet, "size": len(model.vocabulary),
+                           "pad": 0, "unk": 1, "max_name_chars": MAX_NAME_CHARS,
+                           "normalisation": NORMALISATION},
+            "input_schema": NameRequest.model_json_schema(),
+        },
+    )
+    return TrainingRun(tag=tag, metrics=metrics, seconds=timer.seconds(),
+                       details={"per_class": test["per_class"], "best_epoch": best_epoch})
+
+
+def fit(model: NationalityModel, names: list[str], y: np.ndarray, train_idx: np.ndarray,
+        val_idx: np.ndarray, params: dict[str, Any]) -> tuple[int, float]:
+    """Adam on shuffled mini-batches with a cosine-decaying rate; the best validation epoch is kept."""
+    encoded = model.encode(names)
+    targets = torch.tensor(y, dtype=torch.long)
+    val_codes, val_lengths = batch([encoded[i] for i in val_idx])
+    optimiser = torch.optim.Adam(model.network.parameters(), lr=params["learning_rate"],
+                                 weight_decay=params["weight_decay"])
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=params["epochs"])
+    generator = torch.Generator().manual_seed(params["seed"])
+    best: tuple[float, int, dict[str, Tensor]] = (-1.0, 0, {})
+    for epoch in range(1, params["epochs"] + 1):
+        order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
+        loss = _epoch(model.network, optimiser, encoded, targets, order, params["batch_size"])
+        schedule.step()
+        model.network.eval()
+        with torch.inference_mode():
+            predicted = model.network(val_codes, val_lengths).argmax(dim=1)
+        accuracy = round(float((predicted == targets[val_idx]).float().mean()), 4)
+        progress(NAME, epoch, params["epochs"], train_loss=loss, val_accuracy=accuracy)
+        if accuracy > best[0]:
+            best = (accuracy, epoch, copy.deepcopy(model.network.state_dict()))
+    model.network.load_state_dict(best[2])
+    model.network.eval()
+    return best[1], best[0]
+
+
+def _epoch(network: nn.Module, optimiser: torch.optim.Optimizer, encoded: list[list[int]],
+           targets: Tensor, order: np.ndarray, batch_size: int) -> float:
+    """One pass over the training split in mini-batches; returns the mean cross-entropy."""
+    network.train()
+    total = 0.0
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        codes, lengths = batch([encoded[i] for i in chunk])
+        loss = nn.functional.cross_entropy(network(codes, lengths), targets[chunk])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        total += loss.item() * len(chunk)
+    return total / len(order)
+
+
+def scores(y: np.ndarray, log_probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Held-out top-1, top-3 and macro-F1, and for each class its accuracy and most confused other class."""
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    predicted = log_probs.argmax(axis=1)
+    top3 = np.argsort(-log_probs, axis=1)[:, :3]
+    metrics = {
+        "test_top1_accuracy": round(float((predicted == y).mean()), 4),
+        "test_top3_accuracy": round(float((top3 == y[:, None]).any(axis=1).mean()), 4),
+        "test_macro_f1": round(float(f1_score(y, predicted, average="macro")), 4),
+    }
+    matrix = confusion_matrix(y, predicted, labels=range(len(classes)))
+    per_class = {}
+    for i, label in enumerate(classes):
+        row = matrix[i].copy()
+        support = int(row.sum())
+        row[i] = -1
+        other = int(row.argmax())
+        per_class[label] = {
+            "support": support,
+            "accuracy": round(float(matrix[i, i]) / support, 4) if support else None,
+            "most_confused_with": classes[other] if row[other] > 0 else None,
+            "confused_share": round(float(row[other]) / support, 4) if row[other] > 0 else None,
+        }
+    return {"metrics": metrics, "per_class": per_class}

@@ -1,0 +1,43 @@
+"""The seed's request and response shapes, validated at the edge."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from bentos.names.model import MAX_NAME_CHARS
+
+# A ceiling for the schema; the service also refuses more than the loaded model's class count.
+MAX_PREDICTIONS = 20
+
+
+class NameRequest(BaseModel):
+    """One surname and how many of the likeliest countries to return (seed: ``{"name", "n_predictions"}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS)]
+    n_predictions: Annotated[int, Field(ge=1, le=MAX_PREDICTIONS)] = 3
+
+    @field_validator("name")
+    @classmethod
+    def _has_letter(cls, value: str) -> str:
+        if not any(ch.isalpha() for ch in value):
+            raise ValueError("name must contain at least one letter")
+        return value
+
+
+class NamePredictions(BaseModel):
+    """The seed's ``predictions`` and ``probabilities`` (natural-log, most likely first), plus the version."""
+
+    predictions: list[str]
+    probabilities: list[float]
+    model_version: str
+
+
+class ServiceCheck(BaseModel):
+    """``GET /check_service``: the seed's greeting, plus which model version is answering."""
+
+    Message: str = "Hello world from service"
+    model_version: str | None = None
