@@ -3,14 +3,16 @@
 ``bentoml serve service:Fleet`` starts this gateway plus one batching service per model (each its own
 process, called over a local socket). The routes are the seeds' contracts, prefixed: ``/names/…``,
 ``/loans/…``, ``/digits/…``, ``/topics/…``, ``/titanic/…``; the handlers are shared with each model's
-own bento (``bentos/<model>/service.py``), so a contract is written once.
+own bento (``bentos/<model>/service.py``), so a contract is written once. The gateway routes each
+request to a version (stable, sticky canary, pin, shadow copy) and serves the admin API (``/admin/…``).
 """
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import bentoml
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import Body, FastAPI, Request
 
 from bentos.digits import handlers as digits
 from bentos.digits.schemas import DigitPrediction, DigitRequest
@@ -35,16 +37,21 @@ from bentos.titanic.service import TitanicModel
 from bentos.topics import handlers as topics
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
 from bentos.topics.service import TopicsModel
-from fleet.http import VERSION_HEADER, BodyLimit
+from fleet import store
+from fleet.auth import require_admin
+from fleet.http import BodyLimit, answers_problems, problem_response, versioned_json
+from fleet.remote import call
+from fleet.routing import Route, RouteChange
+from fleet.traffic import Traffic
 
-# Routes BentoML cannot declare itself (GET and PUT), mounted on the gateway.
+# Routes BentoML cannot declare itself (GET and PUT, the admin API), mounted on the gateway.
 routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @bentoml.service(name="fleet", traffic={"timeout": 300})
 @bentoml.asgi_app(routes)
 class Fleet:
-    """The gateway: validates, calls the model services (which batch), answers in the seeds' shapes."""
+    """The gateway: validates, routes to a version, calls the model services (which batch), answers."""
 
     names_model = bentoml.depends(NamesModel)
     loans_model = bentoml.depends(LoansModel)
@@ -52,53 +59,121 @@ class Fleet:
     topics_model = bentoml.depends(TopicsModel)
     titanic_model = bentoml.depends(TitanicModel)
 
+    def __init__(self) -> None:
+        self.traffic = Traffic({
+            "names": self.names_model, "loans": self.loans_model, "digits_sklearn": self.digits_model,
+            "digits_cnn": self.digits_model, "topics": self.topics_model, "titanic": self.titanic_model,
+        })
+
     # names (seed 000)
     @routes.get("/names/check_service")
     async def names_check_service(self) -> ServiceCheck:
-        return await names.check_service(self.names_model)
+        return names.check_service(store.parse_tag(self.traffic.plan["names"].stable)[1])
 
     @bentoml.api(route="/names/get_prediction")
+    @answers_problems
     async def names_get_prediction(self, request: NameRequest, /, ctx: bentoml.Context) -> NamePredictions:
-        return await names.get_prediction(self.names_model, request, ctx)
+        return await names.get_prediction(self.traffic.scorer("names", ctx.request.headers), request, ctx)
 
     # loans (seed 001)
     @bentoml.api(route="/loans/predict")
+    @answers_problems
     async def loans_predict(self, application: Application, /, ctx: bentoml.Context) -> Approval:
-        return await loans.predict(self.loans_model, application, ctx)
+        return await loans.predict(self.traffic.scorer("loans", ctx.request.headers), application, ctx)
 
     @bentoml.api(route="/loans/predict_batch")
+    @answers_problems
     async def loans_predict_batch(self, applications: Applications, /, ctx: bentoml.Context) -> Approvals:
-        return await loans.predict_batch(self.loans_model, applications, ctx)
+        score = self.traffic.scorer("loans", ctx.request.headers)
+        return await loans.predict_batch(score, applications, ctx)
 
     @bentoml.api(route="/loans/train")
+    @answers_problems
     async def loans_train(
         self, params: TrainParams = NO_PARAMS, /, ctx: bentoml.Context = None
     ) -> TrainResult:
-        return await loans.train(self.loans_model, params, ctx)
+        require_admin(ctx.request.headers, "/loans/train")
+        gate = self.traffic.plan["loans"].gate
+        return await loans.train(self.loans_model, params, ctx, gate, self._adopter("loans"))
 
     # digits (seed 002)
     @bentoml.api(route="/digits/predict")
+    @answers_problems
     async def digits_predict(self, request: DigitRequest, /, ctx: bentoml.Context) -> DigitPrediction:
-        return await digits.predict(self.digits_model, request, ctx)
+        headers = ctx.request.headers
+        return await digits.predict(lambda name: self.traffic.scorer(name, headers), request, ctx)
 
     # topics (seed 003)
     @routes.get("/topics/classify")
-    async def topics_classify_get(self, sentence: Sentence, top_k: TopK = 1) -> list[TopicScore]:
-        return await topics.classify_query(self.topics_model, sentence, top_k)
+    @problem_response
+    async def topics_classify_get(
+        self, request: Request, sentence: Sentence, top_k: TopK = 1
+    ) -> list[TopicScore]:
+        return await topics.classify_query(self.traffic.scorer("topics", request.headers), sentence, top_k)
 
     @bentoml.api(route="/topics/classify")
+    @answers_problems
     async def topics_classify(self, request: TopicRequest, /, ctx: bentoml.Context) -> list[TopicScore]:
-        return await topics.classify(self.topics_model, request, ctx)
+        return await topics.classify(self.traffic.scorer("topics", ctx.request.headers), request, ctx)
 
     # titanic (seed 004)
     @bentoml.api(route="/titanic/predict")
+    @answers_problems
     async def titanic_predict(self, passengers: Passengers, /, ctx: bentoml.Context) -> SurvivalPredictions:
-        return await titanic.predict(self.titanic_model, passengers, ctx)
+        return await titanic.predict(self.traffic.scorer("titanic", ctx.request.headers), passengers, ctx)
 
     @routes.put("/titanic/run-pipeline")
-    async def titanic_run_pipeline(self) -> PipelineResult:
-        result = await titanic.run_pipeline(self.titanic_model)
-        return JSONResponse(result.model_dump(), headers={VERSION_HEADER: result.model_version})
+    @problem_response
+    async def titanic_run_pipeline(self, request: Request) -> PipelineResult:
+        require_admin(request.headers, "/titanic/run-pipeline")
+        gate = self.traffic.plan["titanic"].gate
+        return versioned_json(await titanic.run_pipeline(self.titanic_model, gate, self._adopter("titanic")))
+
+    def _adopter(self, model: str) -> Any:
+        async def adopt(tag: str) -> Route:
+            return await self.traffic.adopt(model, tag)
+
+        return adopt
+
+    # admin API: versions and the routing plan, changed without a restart
+    @routes.get("/admin/models")
+    @problem_response
+    async def admin_models(self, request: Request) -> dict:
+        require_admin(request.headers, "/admin/models")
+        return {name: {"serving": route.model_dump(), "versions": store.catalogue(name)}
+                for name, route in self.traffic.plan.items()}
+
+    @routes.get("/admin/routing")
+    @problem_response
+    async def admin_routing(self, request: Request) -> dict:
+        require_admin(request.headers, "/admin/routing")
+        loaded = {}
+        for service in dict.fromkeys(self.traffic.services.values()):
+            loaded |= await call(service, "serving")
+        return {name: {**route.model_dump(), "loaded": loaded.get(name, {}).get("loaded", [])}
+                for name, route in self.traffic.plan.items()}
+
+    @routes.put("/admin/routing/{model}")
+    @problem_response
+    async def admin_set_routing(
+        self, request: Request, model: str, change: Annotated[RouteChange, Body()]
+    ) -> dict:
+        require_admin(request.headers, f"/admin/routing/{model}")
+        current = self.traffic.plan.get(model)
+        route = change.applied_to(current) if current else None
+        return (await self.traffic.change(model, route)).model_dump()
+
+    @routes.post("/admin/routing/{model}/promote")
+    @problem_response
+    async def admin_promote(self, request: Request, model: str) -> dict:
+        require_admin(request.headers, f"/admin/routing/{model}/promote")
+        return (await self.traffic.promote(model)).model_dump()
+
+    @routes.post("/admin/routing/{model}/rollback")
+    @problem_response
+    async def admin_rollback(self, request: Request, model: str) -> dict:
+        require_admin(request.headers, f"/admin/routing/{model}/rollback")
+        return (await self.traffic.rollback(model)).model_dump()
 
 
 Fleet.add_asgi_middleware(BodyLimit)

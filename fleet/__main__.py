@@ -1,37 +1,100 @@
-"""``python -m fleet models`` lists every version of every planned model with its metrics and lineage;
-``python -m fleet cards`` writes the model cards and the README metrics table from the store."""
+"""Bento Fleet's command line.
+
+    python -m fleet models                       every version of every model, metrics and lineage
+    python -m fleet cards                        model cards and the README metrics table, from the store
+    python -m fleet routing show                 the plan a running server follows
+    python -m fleet routing set MODEL --stable T [--canary T --weight W] [--shadow T]
+    python -m fleet routing promote MODEL        canary becomes stable
+    python -m fleet routing rollback MODEL       back to the previous stable
+
+``routing`` talks to a running server's admin API (``--url``, token from ``FLEET_ADMIN_TOKEN``), which
+loads the new versions and swaps them without a restart; with ``--file`` it edits the plan file instead
+(before a server starts or a bento is built).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+
+import httpx
 
 from fleet import cards, store
-from fleet.routing import load_plan
+from fleet.routing import RouteChange, load_plan, save_plan
 
 
 def list_models() -> None:
-    plan = load_plan()
-    for name, roles in plan.items():
-        print(f"{name}  (serving {roles.get('stable')})")
-        for version in store.versions(name):
-            meta = store.get(f"{name}:{version}").info.metadata
-            metrics = ", ".join(f"{k}={v}" for k, v in meta.get("metrics", {}).items())
-            data_hash = meta.get("dataset", {}).get("sha256", "?")[:12]
-            lineage = f"data {data_hash}, commit {str(meta.get('git_commit'))[:8]}"
-            print(f"  {version:>5}  {meta.get('trained_at', '?')}  {lineage}  {metrics}")
+    for name, route in load_plan().items():
+        print(f"{name}  (stable {route.stable}, canary {route.canary} at {route.canary_weight} %, "
+              f"shadow {route.shadow})")
+        for row in store.catalogue(name):
+            metrics = ", ".join(f"{k}={v}" for k, v in row["metrics"].items())
+            lineage = f"data {str(row['dataset_sha256'])[:12]}, commit {str(row['git_commit'])[:8]}"
+            print(f"  {row['version']:>5}  {row['trained_at']}  {lineage}  {metrics}")
 
 
 def write_cards() -> None:
-    tags = {name: roles["stable"] for name, roles in load_plan().items()}
+    tags = {name: route.stable for name, route in load_plan().items()}
     for path in cards.write(tags):
         print(f"wrote {path}")
 
 
+def routing(args: argparse.Namespace) -> None:
+    if args.file:
+        _edit_plan_file(args)
+        return
+    token = os.environ.get("FLEET_ADMIN_TOKEN", "")
+    with httpx.Client(base_url=args.url, headers={"Authorization": f"Bearer {token}"}, timeout=300) as api:
+        if args.action == "show":
+            response = api.get("/admin/routing")
+        elif args.action == "set":
+            response = api.put(f"/admin/routing/{args.model}", json=_change(args).model_dump())
+        else:
+            response = api.post(f"/admin/routing/{args.model}/{args.action}")
+    print(json.dumps(response.json(), indent=2))
+    if response.status_code >= 400:
+        sys.exit(1)
+
+
+def _change(args: argparse.Namespace) -> RouteChange:
+    return RouteChange(stable=args.stable, canary=args.canary, canary_weight=args.weight, shadow=args.shadow)
+
+
+def _edit_plan_file(args: argparse.Namespace) -> None:
+    plan = load_plan()
+    if args.action == "set":
+        store.get(args.stable)
+        plan[args.model] = _change(args).applied_to(plan[args.model])
+    elif args.action in ("promote", "rollback"):
+        sys.exit("promote and rollback act on a running server; use set with --file to edit the plan")
+    save_plan(plan)
+    print(json.dumps({name: route.model_dump() for name, route in plan.items()}, indent=2))
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fleet", description=__doc__)
-    parser.add_argument("command", choices=["models", "cards"])
+    parser = argparse.ArgumentParser(prog="python -m fleet", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("models")
+    commands.add_parser("cards")
+    plan = commands.add_parser("routing")
+    plan.add_argument("action", choices=["show", "set", "promote", "rollback"])
+    plan.add_argument("model", nargs="?")
+    plan.add_argument("--stable")
+    plan.add_argument("--canary")
+    plan.add_argument("--weight", type=float, default=0)
+    plan.add_argument("--shadow")
+    plan.add_argument("--url", default="http://127.0.0.1:3000")
+    plan.add_argument("--file", action="store_true", help="edit deploy/routing.yaml instead of a server")
     args = parser.parse_args(argv)
-    {"models": list_models, "cards": write_cards}[args.command]()
+    if args.command == "models":
+        list_models()
+    elif args.command == "cards":
+        write_cards()
+    else:
+        routing(args)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,13 @@ refuses by Content-Length and also counts streamed chunks.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import bentoml
+from pydantic import BaseModel
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +22,14 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 class BodyTooLarge(Exception):
     pass
+
+
+class Problem(Exception):
+    """A refusal with its HTTP status and JSON body, raised anywhere below a route."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"{status}: {body}")
+        self.status, self.body = status, body
 
 
 class BodyLimit:
@@ -69,6 +80,37 @@ def reject(ctx: bentoml.Context, status: int, body: dict[str, Any]) -> JSONRespo
     """An error answer from a ``bentoml.api`` with a context (BentoML copies the context status)."""
     ctx.response.status_code = status
     return JSONResponse(body, status_code=status)
+
+
+def answers_problems(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Turn a ``Problem`` raised under a ``bentoml.api`` (which has a ``ctx``) into its 4xx answer."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await handler(*args, **kwargs)
+        except Problem as problem:
+            return reject(kwargs["ctx"], problem.status, problem.body)
+
+    return wrapper
+
+
+def problem_response(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Turn a ``Problem`` raised under a mounted FastAPI route into its 4xx answer."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await handler(*args, **kwargs)
+        except Problem as problem:
+            return JSONResponse(problem.body, status_code=problem.status)
+
+    return wrapper
+
+
+def versioned_json(body: BaseModel) -> JSONResponse:
+    """A FastAPI answer with the version header, for bodies that carry ``model_version``."""
+    return JSONResponse(body.model_dump(), headers={VERSION_HEADER: body.model_version})
 
 
 def answered_by(ctx: bentoml.Context, version: str) -> None:

@@ -1,20 +1,26 @@
-"""Calls from the gateway to a model service, retried when BentoML's client drops the connection.
+"""Calls to a model service: retried when BentoML's client drops the connection, versions made explicit.
 
 BentoML 1.4.39 renews its client session to a dependency every 100 requests and closes the old one
 while requests are still in flight on it; those fail with ``ServerDisconnectedError`` (5-8 % of
 requests at 32 concurrent clients, measured here; bentoml/BentoML#4971). A dropped connection is
-retried on the new session; model calls are pure functions of their input, so a retry is safe.
+retried on the new session; scoring is a pure function of its input, so a retry is safe.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
+from fleet.http import Problem
+
 ATTEMPTS = 3
 logger = logging.getLogger(__name__)
+
+# ``score(method, inputs) -> outputs``: one model's scoring, already bound to its routing.
+Score = Callable[[str, list[Any]], Awaitable[list[dict[str, Any]]]]
 
 
 async def call(service: Any, method: str, *args: Any) -> Any:
@@ -25,5 +31,23 @@ async def call(service: Any, method: str, *args: Any) -> Any:
         except aiohttp.ClientConnectionError:
             if attempt == ATTEMPTS:
                 raise
-            logger.warning("connection to %s dropped; retrying %s (%d)", method, method, attempt)
+            logger.warning("connection dropped calling %s; retrying (%d)", method, attempt)
     raise AssertionError("unreachable")
+
+
+async def score(service: Any, method: str, inputs: list[Any], version: str | None = None) -> list[dict]:
+    """Score ``inputs`` with ``version`` (None: the service's stable) and check every item was served."""
+    outputs = await call(service, method, [{"version": version, "input": x} for x in inputs])
+    missing = [o["error"] for o in outputs if "error" in o]
+    if missing:
+        raise Problem(409, {"detail": missing[0]})
+    return outputs
+
+
+def direct(service: Any) -> Score:
+    """A ``Score`` on the service's own stable version: what a model's own bento uses."""
+
+    async def bound(method: str, inputs: list[Any]) -> list[dict]:
+        return await score(service, method, inputs)
+
+    return bound

@@ -1,33 +1,141 @@
-"""Which version of each model serves: the routing plan in ``deploy/routing.yaml``.
+"""Which version of each model answers: the routing plan in ``deploy/routing.yaml``.
 
-The plan names exact tags; ``service.py`` declares them as BentoML models, so ``bentoml build``
-packs exactly those, and the services load them at start. ``FLEET_ROUTING`` points elsewhere.
+Per model a ``stable`` tag, optionally a ``canary`` with a traffic weight (0–100 %), a ``shadow`` that
+scores a copy of traffic but never answers, the ``previous`` stables (for rollback) and the training
+``gate``. ``service.py`` declares every tag the plan names, so ``bentoml build`` packs exactly those;
+``FLEET_ROUTING`` points at another plan. The split is sticky: the same caller key always lands on the
+same version.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
+import uuid
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fleet import PROJECT_ROOT
+from fleet import PROJECT_ROOT, store
 
 DEFAULT_PLAN = PROJECT_ROOT / "deploy" / "routing.yaml"
+Role = Literal["stable", "canary", "shadow", "pinned"]
+
+
+class Gate(BaseModel):
+    """A challenger is promoted only if ``metric`` ≥ the stable's on the same held-out split − tolerance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = "test_accuracy"
+    tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
+
+    def judge(self, challenger: dict[str, float], stable: dict[str, float]) -> dict[str, Any]:
+        """The comparison a training response shows, and whether the challenger passes."""
+        ours, theirs = challenger[self.metric], stable[self.metric]
+        return {"metric": self.metric, "challenger": ours, "stable": theirs, "tolerance": self.tolerance,
+                "passed": ours >= theirs - self.tolerance}
+
+
+class Route(BaseModel):
+    """The routing plan of one model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stable: str
+    canary: str | None = None
+    canary_weight: Annotated[float, Field(ge=0, le=100)] = 0
+    shadow: str | None = None
+    previous: list[str] = Field(default_factory=list)
+    allow_pinning: bool = True
+    gate: Gate = Field(default_factory=Gate)
+
+    @model_validator(mode="after")
+    def _tags_are_well_formed(self) -> Route:
+        _check_tags(self.served_tags())
+        return self
+
+    def served_tags(self) -> list[str]:
+        """Stable, canary and shadow: the tags that must be loaded, in that order, without repeats."""
+        return list(dict.fromkeys(t for t in (self.stable, self.canary, self.shadow) if t))
+
+    def choose(self, model: str, key: str | None) -> tuple[str, Role]:
+        """The tag that answers for this caller key, and in which role (sticky by key)."""
+        if self.canary and self.canary_weight > 0 and sticky_percent(model, key) < self.canary_weight:
+            return self.canary, "canary"
+        return self.stable, "stable"
+
+
+class RouteChange(BaseModel):
+    """What ``PUT /admin/routing/{model}`` may set; history and gate stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stable: str
+    canary: str | None = None
+    canary_weight: Annotated[float, Field(ge=0, le=100)] = 0
+    shadow: str | None = None
+
+    @model_validator(mode="after")
+    def _tags_are_well_formed(self) -> RouteChange:
+        _check_tags([t for t in (self.stable, self.canary, self.shadow) if t])
+        return self
+
+    def applied_to(self, current: Route) -> Route:
+        """The new route; a new stable pushes the old one onto ``previous`` for rollback."""
+        previous = current.previous
+        if self.stable != current.stable:
+            previous = [*previous, current.stable]
+        return current.model_copy(update={**self.model_dump(), "previous": previous})
+
+
+def _check_tags(tags: list[str]) -> None:
+    for tag in tags:
+        try:
+            store.parse_tag(tag)
+        except store.ModelNotFound as bad:
+            raise ValueError(str(bad)) from bad
+
+
+def sticky_percent(model: str, key: str | None) -> float:
+    """A caller key's fixed place in [0, 100) for this model; a random one when there is no key."""
+    key = key or uuid.uuid4().hex
+    digest = hashlib.sha256(f"{model}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 / 100
 
 
 def plan_path() -> Path:
     return Path(os.environ.get("FLEET_ROUTING", DEFAULT_PLAN))
 
 
-def load_plan() -> dict[str, dict[str, str]]:
-    with open(plan_path()) as handle:
-        return yaml.safe_load(handle) or {}
+def load_plan(path: Path | None = None) -> dict[str, Route]:
+    with open(path or plan_path()) as handle:
+        raw = yaml.safe_load(handle) or {}
+    return {name: Route.model_validate(route) for name, route in raw.items()}
+
+
+def save_plan(plan: dict[str, Route], path: Path | None = None) -> None:
+    """Write the plan atomically (a reader never sees half a file)."""
+    path = path or plan_path()
+    body = {name: {"stable": route.stable, **route.model_dump(exclude_defaults=True),
+                   "gate": route.gate.model_dump()} for name, route in plan.items()}
+    text = "# Written by Bento Fleet's routing tools; see README \"Rolling out a new version\".\n"
+    text += yaml.safe_dump(body, sort_keys=False)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+        handle.write(text)
+    os.replace(handle.name, path)
+
+
+def route(model: str) -> Route:
+    try:
+        return load_plan()[model]
+    except KeyError as missing:
+        raise KeyError(f"{plan_path()} has no route for {model!r}") from missing
 
 
 def stable_tag(model: str) -> str:
-    """The tag that answers for ``model`` (e.g. ``loans:v1``)."""
-    try:
-        return load_plan()[model]["stable"]
-    except KeyError as missing:
-        raise KeyError(f"{plan_path()} has no stable tag for {model!r}") from missing
+    """The tag that answers for ``model`` when nothing else is asked (e.g. ``loans:v1``)."""
+    return route(model).stable

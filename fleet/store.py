@@ -153,3 +153,18 @@ def load(tag: str, loader: Callable[[Path], Any]) -> tuple[str, Any]:
     """``(version, loader(folder))`` for exactly ``tag``; what every service does at start."""
     ref = get(tag)
     return str(ref.tag.version), loader(Path(ref.path))
+
+
+def catalogue(name: str) -> list[dict[str, Any]]:
+    """Every version of ``name`` with its metrics and lineage, oldest first (CLI and admin API)."""
+    rows = []
+    for version in versions(name):
+        info = get(f"{name}:{version}").info
+        meta = info.metadata
+        rows.append({
+            "tag": f"{name}:{version}", "version": version, "metrics": meta.get("metrics", {}),
+            "trained_at": meta.get("trained_at"), "git_commit": meta.get("git_commit"),
+            "dataset_sha256": meta.get("dataset", {}).get("sha256"), "params": meta.get("params", {}),
+            "labels": dict(info.labels),
+        })
+    return rows

@@ -92,6 +92,15 @@ def binary_scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     }
 
 
+def evaluate_binary(frame: Any, target: str, model: Any, seed: int) -> dict[str, float]:
+    """A saved yes/no model's figures on the held-out test split a training run with ``seed`` uses,
+    so a challenger and the stable are compared on exactly the same rows."""
+    y = frame[target].to_numpy()
+    _, _, test_idx = split_indices(len(frame), stratify=y, seed=seed)
+    scores = binary_scores(y[test_idx], model.predict_proba(frame.iloc[test_idx]))
+    return {f"test_{k}": v for k, v in scores.items()}
+
+
 def _binary_confusion(y: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict[str, int]:
     """Test-split counts of each (true, predicted) pair, named by class."""
     return {f"{classes[t]} predicted {classes[p]}": int(((y == t) & (predicted == p)).sum())

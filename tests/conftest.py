@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 # Before BentoML is imported anywhere: every test process uses a throw-away store.
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="fleet-test-store-")
@@ -28,6 +27,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BENTOML = Path(sys.executable).parent / "bentoml"
 
 
@@ -78,11 +79,14 @@ def _wait_ready(process: subprocess.Popen, url: str, log_path: Path, timeout: fl
 @pytest.fixture(scope="session")
 def routing_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny versions of every model, trained into the test store, and a plan that serves them."""
+    from fleet.routing import DEFAULT_PLAN, load_plan, save_plan
     from training.__main__ import trainers
 
-    plan = {name: {"stable": run().tag} for name, run in trainers(tiny=True).items()}
+    plan = load_plan(DEFAULT_PLAN)  # the project's gates, with tiny versions as stable
+    for name, run in trainers(tiny=True).items():
+        plan[name] = plan[name].model_copy(update={"stable": run().tag})
     path = tmp_path_factory.mktemp("plan") / "routing.yaml"
-    path.write_text(yaml.safe_dump(plan))
+    save_plan(plan, path)
     os.environ["FLEET_ROUTING"] = str(path)
     return path
 
@@ -90,7 +94,8 @@ def routing_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def fleet_url(routing_plan: Path) -> Iterator[str]:
     """The all-in-one gateway, served for real."""
-    with serving("service:Fleet", {"FLEET_ROUTING": str(routing_plan)}) as url:
+    env = {"FLEET_ROUTING": str(routing_plan), "FLEET_ADMIN_TOKEN": ADMIN_TOKEN}
+    with serving("service:Fleet", env) as url:
         yield url
 
 

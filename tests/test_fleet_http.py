@@ -10,6 +10,8 @@ import bentoml
 import httpx
 import pytest
 
+from tests.conftest import ADMIN
+
 # The seed 002 README's own example: an 8×8 JPEG of an eight.
 SEED_JPEG = (
     "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwgJC4nICIsIxwcKDcpLDAxND"
@@ -187,16 +189,31 @@ def test_python_client(fleet_url: str) -> None:
     assert len(names["predictions"]) == 2 and survival["predictions"] == [1] and digit["prediction"] == 8
 
 
-# retraining through the API
-def test_retraining_serves_the_next_version(fleet: httpx.Client) -> None:
+# retraining through the API: behind the admin token, and gated against the stable
+def test_training_needs_the_admin_token(fleet: httpx.Client) -> None:
+    assert fleet.post("/loans/train", json={}).status_code == 401
+    assert fleet.post("/loans/train", json={}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert fleet.put("/titanic/run-pipeline").status_code == 401
+
+
+def test_the_gate_keeps_a_worse_model_registered_but_unserved(fleet: httpx.Client) -> None:
     before = fleet.post("/loans/predict", json=APPLICATION).json()["model_version"]
-    trained = fleet.post("/loans/train", json={"epochs": 40, "learning_rate": 0.1})
+    worse = {"epochs": 10, "learning_rate": 0.001, "max_depth": 1}
+    trained = fleet.post("/loans/train", json=worse, headers=ADMIN)
     assert trained.status_code == 200, trained.text
-    new = trained.json()["new_model_version"]
-    assert int(new[1:]) > int(before[1:])
-    assert fleet.post("/loans/predict", json=APPLICATION).json()["model_version"] == new
-    _names_the_field(fleet.post("/loans/train", json={"learning_rate": 5}), "learning_rate")
-    pipeline = fleet.put("/titanic/run-pipeline")
-    assert pipeline.json()["msg"] == "Completed pipeline."
-    assert fleet.post("/titanic/predict", json=[{"Sex": "male"}]).json()["model_version"] == \
-        pipeline.json()["model_version"]
+    body = trained.json()
+    assert body["promoted"] is False and body["gate"]["passed"] is False
+    assert body["gate"]["challenger"] < body["gate"]["stable"] - body["gate"]["tolerance"]
+    assert int(body["new_model_version"][1:]) > int(before[1:])
+    assert "not served" in body["message"]
+    assert fleet.post("/loans/predict", json=APPLICATION).json()["model_version"] == before
+    _names_the_field(fleet.post("/loans/train", json={"learning_rate": 5}, headers=ADMIN), "learning_rate")
+
+
+def test_run_pipeline_serves_a_challenger_that_passes(fleet: httpx.Client) -> None:
+    pipeline = fleet.put("/titanic/run-pipeline", headers=ADMIN)
+    assert pipeline.status_code == 200, pipeline.text
+    body = pipeline.json()
+    assert body["msg"] == "Completed pipeline." and body["gate"]["passed"] is body["promoted"]
+    served = fleet.post("/titanic/predict", json=[{"Sex": "male"}]).json()["model_version"]
+    assert served == body["model_version"] == (body["new_model_version"] if body["promoted"] else served)

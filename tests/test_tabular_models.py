@@ -87,8 +87,11 @@ def test_model_services_score_whole_batches_in_process(routing_plan: Path) -> No
     from bentos.titanic.service import TitanicModel
 
     titanic = TitanicModel()
-    scored = titanic.predict([{"Sex": "female", "Pclass": 1}, {"Sex": "male", "Pclass": 3, "Age": 30}])
+    passengers = [{"Sex": "female", "Pclass": 1}, {"Sex": "male", "Pclass": 3, "Age": 30}]
+    scored = titanic.predict([{"version": None, "input": p} for p in passengers])
     assert [s["survived"] for s in scored] == [1, 0]
-    assert {s["model_version"] for s in scored} == {titanic.version}
+    assert {s["model_version"] for s in scored} == {titanic.served["titanic"].stable}
     loans = LoansModel()
-    assert len(loans.predict([APPLICATION] * 3)) == 3
+    assert len(loans.predict([{"input": APPLICATION}] * 3)) == 3
+    unknown = loans.predict([{"version": "v999", "input": APPLICATION}])
+    assert "not served" in unknown[0]["error"]

@@ -17,12 +17,11 @@ from fleet.training import TrainingRun, print_metrics
 
 def trainers(tiny: bool = False) -> dict[str, Callable[[], TrainingRun]]:
     """Each planned model name and the run that produces it (``tiny``: seconds, for tests)."""
-    from bentos.names import pipeline as names
-    from bentos.topics import pipeline as topics
-
     from bentos.digits import pipeline as digits
     from bentos.loans import pipeline as loans
+    from bentos.names import pipeline as names
     from bentos.titanic import pipeline as titanic
+    from bentos.topics import pipeline as topics
 
     def params(module: object) -> dict | None:
         return module.TINY if tiny else None
@@ -54,14 +53,14 @@ def main(argv: list[str] | None = None) -> None:
     plan, runs = load_plan(), trainers(args.tiny)
     chosen = args.models or list(runs)
     if args.missing:
-        chosen = [m for m in chosen if _is_missing(plan[m]["stable"])]
+        chosen = [m for m in chosen if _is_missing(plan[m].stable)]
     if not chosen:
         print("Every planned model is in the store; nothing to train.")
     for model in chosen:
         run = runs[model]()
         print_metrics(model, run.tag, run.metrics, run.seconds)
-        if args.missing and run.tag != plan[model]["stable"]:
-            planned = plan[model]["stable"]
+        if args.missing and run.tag != plan[model].stable:
+            planned = plan[model].stable
             print(f"  note: the plan serves {planned}; edit deploy/routing.yaml to serve {run.tag}")
 
 

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import bentoml
-from starlette.responses import JSONResponse
 
 from bentos.digits.images import ImageError, decode
 from bentos.digits.schemas import DigitPrediction, DigitRequest, resolve
-from fleet.http import answered_by, invalid_body, reject
-from fleet.remote import call
+from fleet.http import Problem, answered_by, invalid_body
+from fleet.remote import Score
+
+METHODS = {"digits_sklearn": "predict_sklearn", "digits_cnn": "predict_cnn"}
 
 
-async def predict(model: Any, request: DigitRequest, ctx: bentoml.Context) -> DigitPrediction | JSONResponse:
-    """Decode and normalise the image here (a bad one is a 400 at once), then score it in a batch."""
+async def predict(
+    scorer: Callable[[str], Score], request: DigitRequest, ctx: bentoml.Context
+) -> DigitPrediction:
+    """Resolve the model name, decode and normalise the image here (a bad one is a 400 at once), then
+    score the 8×8 pixels in a batch with ``scorer(store_model_name)``."""
     name = resolve(request.model)
     if name is None:
-        return reject(ctx, 400, {"detail": "Invalid model name"})
+        raise Problem(400, {"detail": "Invalid model name"})
     try:
         pixels = decode(request.image)
     except ImageError as error:
-        return reject(ctx, 400, invalid_body("image", str(error)))
-    method = "classify_cnn" if name == "digits_cnn" else "classify_sklearn"
-    (scored,) = await call(model, method, pixels[None])
+        raise Problem(400, invalid_body("image", str(error))) from error
+    (scored,) = await scorer(name)(METHODS[name], [pixels])
     answered_by(ctx, scored["model_version"])
     return DigitPrediction(request_id=request.request_id, prediction=scored["prediction"],
                            score=scored["score"], model_version=scored["model_version"])

@@ -8,56 +8,57 @@ from typing import Any
 import bentoml
 import numpy as np
 import torch
-from bentoml.models import BentoModel
 
 from bentos.digits import handlers
 from bentos.digits.model import CnnDigits, SklearnDigits
 from bentos.digits.schemas import DigitPrediction, DigitRequest
-from fleet import store
 from fleet.batching import batched
-from fleet.http import BodyLimit
-from fleet.routing import stable_tag
+from fleet.http import BodyLimit, answers_problems
+from fleet.remote import direct
+from fleet.serving import VersionedModels, declare_models
+from fleet.versions import ServedVersions
 
-SKLEARN_TAG = stable_tag("digits_sklearn")
-CNN_TAG = stable_tag("digits_cnn")
+SMOKE = [np.zeros((8, 8))]
 
 
-def _scored(model: Any, version: str, images: np.ndarray) -> list[dict]:
-    labels, scores = model.predict(images)
-    return [{"prediction": label, "score": round(score, 6), "model_version": version}
-            for label, score in zip(labels, scores, strict=True)]
+def score(model: Any, images: list[np.ndarray]) -> list[dict]:
+    """The digit and its probability for a batch of normalised 8×8 images (0–16)."""
+    labels, scores = model.predict(np.stack(images))
+    return [{"prediction": label, "score": round(float(p), 6)}
+            for label, p in zip(labels, scores, strict=True)]
 
 
 @bentoml.service(name="digits-model", workers=1)
-class DigitsModel:
-    """Loads both planned versions once; images arrive decoded to 8×8 and are scored in batches."""
-
-    sklearn_model = BentoModel(SKLEARN_TAG)
-    cnn_model = BentoModel(CNN_TAG)
+class DigitsModel(VersionedModels):
+    """Holds the planned versions of both image models; images arrive decoded to 8×8."""
 
     def __init__(self) -> None:
         torch.set_num_threads(1)
-        self.sklearn_version, self.sklearn = store.load(SKLEARN_TAG, SklearnDigits.load)
-        self.cnn_version, self.cnn = store.load(CNN_TAG, CnnDigits.load)
+        self.served = {"digits_sklearn": ServedVersions("digits_sklearn", SklearnDigits.load, score, SMOKE),
+                       "digits_cnn": ServedVersions("digits_cnn", CnnDigits.load, score, SMOKE)}
 
     @bentoml.api(**batched("digits"))
-    def classify_sklearn(self, images: np.ndarray) -> list[dict]:
-        return _scored(self.sklearn, self.sklearn_version, images)
+    def predict_sklearn(self, items: list[dict]) -> list[dict]:
+        return self.served["digits_sklearn"].run(items)
 
     @bentoml.api(**batched("digits"))
-    def classify_cnn(self, images: np.ndarray) -> list[dict]:
-        return _scored(self.cnn, self.cnn_version, images)
+    def predict_cnn(self, items: list[dict]) -> list[dict]:
+        return self.served["digits_cnn"].run(items)
+
+
+declare_models(DigitsModel, "digits_sklearn", "digits_cnn")
 
 
 @bentoml.service(name="digits")
 class Digits:
-    """The seed 002 contract, unprefixed (``/predict/`` with the seed's trailing slash)."""
+    """The seed 002 contract, unprefixed (``/predict/``, the seed's trailing slash), on stable versions."""
 
     model = bentoml.depends(DigitsModel)
 
     @bentoml.api(route="/predict/")
+    @answers_problems
     async def predict(self, request: DigitRequest, /, ctx: bentoml.Context) -> DigitPrediction:
-        return await handlers.predict(self.model, request, ctx)
+        return await handlers.predict(lambda _: direct(self.model), request, ctx)
 
 
 Digits.add_asgi_middleware(BodyLimit)

@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import bentoml
 
 from bentos.loans.schemas import Application, Approval, Approvals, TrainParams, TrainResult
 from fleet.http import answered_by
-from fleet.remote import call
+from fleet.remote import Score
+from fleet.routing import Gate
+from fleet.serving import train_gated
 
 
-async def _score(model: Any, applications: list[Application], ctx: bentoml.Context) -> tuple[list[dict], str]:
-    scored = await call(model, "predict", [a.model_dump() for a in applications])
+async def _score(score: Score, applications: list[Application], ctx: bentoml.Context) -> tuple[list, str]:
+    scored = await score("predict", [a.model_dump() for a in applications])
     version = scored[-1]["model_version"]
     answered_by(ctx, version)
     return scored, version
 
 
-async def predict(model: Any, application: Application, ctx: bentoml.Context) -> Approval:
-    (scored,), version = await _score(model, [application], ctx)
+async def predict(score: Score, application: Application, ctx: bentoml.Context) -> Approval:
+    (scored,), version = await _score(score, [application], ctx)
     return Approval(prediction=scored["approved"], probability=scored["probability"], model_version=version)
 
 
-async def predict_batch(model: Any, applications: list[Application], ctx: bentoml.Context) -> Approvals:
-    scored, version = await _score(model, applications, ctx)
+async def predict_batch(score: Score, applications: list[Application], ctx: bentoml.Context) -> Approvals:
+    scored, version = await _score(score, applications, ctx)
     return Approvals(
         predictions=[s["approved"] for s in scored],
         probabilities=[s["probability"] for s in scored],
@@ -32,12 +35,13 @@ async def predict_batch(model: Any, applications: list[Application], ctx: bentom
     )
 
 
-async def train(model: Any, params: TrainParams, ctx: bentoml.Context) -> TrainResult:
-    chosen = params.model_dump(exclude_none=True)
-    result = await model.to_async.retrain(chosen)
-    answered_by(ctx, result["model_version"])
-    return TrainResult(
-        message="Training completed successfully.",
-        new_model_version=result["model_version"],
-        metrics=result["metrics"],
-    )
+async def train(
+    service: Any, params: TrainParams, ctx: bentoml.Context, gate: Gate, adopt: Callable[[str], Awaitable]
+) -> TrainResult:
+    """Train the next version; it serves only if it passes the gate against the stable."""
+    result = await train_gated(service, "loans", params.model_dump(exclude_none=True), gate, adopt)
+    answered_by(ctx, result["serving_version"])
+    message = result["refusal"] or "Training completed successfully."
+    return TrainResult(message=message, new_model_version=result["new_model_version"],
+                       promoted=result["promoted"], serving_version=result["serving_version"],
+                       gate=result["gate"], metrics=result["metrics"])

@@ -6,7 +6,7 @@ from typing import Any
 
 from bentos.loans.model import CARD, FEATURES, LABELS, ApprovalModel, build
 from bentos.loans.schemas import Application
-from fleet.training import SEED, TrainingRun, train_binary
+from fleet.training import SEED, TrainingRun, evaluate_binary, train_binary
 
 NAME = "loans"
 DEFAULTS: dict[str, Any] = {
@@ -37,3 +37,10 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
             "input_schema": Application.model_json_schema(),
         },
     )
+
+
+def evaluate(model: Any, seed: int = SEED) -> dict[str, float]:
+    """The held-out test figures of a loaded model, on the split every training run uses."""
+    from data.loans import load
+
+    return evaluate_binary(load(), "approved", model, seed)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
@@ -26,6 +26,8 @@ class Application(BaseModel):
     active: Annotated[int, Field(ge=0, le=500, description="active credit accounts")]
 
 
+EXAMPLE = {"reports": 0, "age": 37.7, "income": 4.52, "owner": True, "selfemp": False,
+           "dependents": 3, "months": 54, "majorcards": 1, "active": 12}
 Applications = Annotated[list[Application], Field(min_length=1, max_length=MAX_APPLICATIONS)]
 
 
@@ -56,6 +58,11 @@ NO_PARAMS = TrainParams()
 
 
 class TrainResult(BaseModel):
+    """The seed's ``message`` and ``new_model_version``, plus the gate's verdict and what now serves."""
+
     message: str
     new_model_version: str
+    promoted: bool
+    serving_version: str
+    gate: dict[str, Any]
     metrics: dict[str, float]

@@ -6,7 +6,7 @@ from typing import Any
 
 from bentos.titanic.model import CARD, FEATURES, LABELS, SurvivalModel, build
 from bentos.titanic.schemas import Passenger
-from fleet.training import SEED, TrainingRun, train_binary
+from fleet.training import SEED, TrainingRun, evaluate_binary, train_binary
 
 NAME = "titanic"
 DEFAULTS: dict[str, Any] = {
@@ -36,3 +36,10 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
             "input_schema": Passenger.model_json_schema(),
         },
     )
+
+
+def evaluate(model: Any, seed: int = SEED) -> dict[str, float]:
+    """The held-out test figures of a loaded model, on the split every training run uses."""
+    from data.titanic import load
+
+    return evaluate_binary(load(), "Survived", model, seed)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -51,6 +51,15 @@ class SurvivalPredictions(BaseModel):
 
 
 class PipelineResult(BaseModel):
+    """The seed's ``msg``, plus the trained version, the gate's verdict and the version now serving."""
+
     msg: str = "Completed pipeline."
     model_version: str
+    new_model_version: str
+    promoted: bool
+    detail: str | None = None
+    gate: dict[str, Any]
     metrics: dict[str, float]
+
+
+EXAMPLE = {"Sex": "male", "Age": 22, "Embarked": "S"}

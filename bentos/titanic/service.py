@@ -3,67 +3,65 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import bentoml
 import pandas as pd
-from bentoml.models import BentoModel
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
 
 from bentos.titanic import handlers, pipeline
 from bentos.titanic.model import SurvivalModel
-from bentos.titanic.schemas import Passengers, PipelineResult, SurvivalPredictions
-from fleet import store
+from bentos.titanic.schemas import EXAMPLE, Passengers, PipelineResult, SurvivalPredictions
+from fleet.auth import require_admin
 from fleet.batching import batched
-from fleet.http import VERSION_HEADER, BodyLimit
-from fleet.routing import stable_tag
+from fleet.http import BodyLimit, problem_response, versioned_json
+from fleet.remote import direct
+from fleet.routing import route
+from fleet.serving import VersionedModels, adopt_in_place, declare_models
+from fleet.versions import ServedVersions
 
-TAG = stable_tag("titanic")
+
+def score(model: SurvivalModel, passengers: list[dict]) -> list[dict]:
+    proba = model.predict_proba(pd.DataFrame(passengers))
+    return [{"survived": int(p > 0.5), "probability": round(float(p), 6)} for p in proba]
 
 
 @bentoml.service(name="titanic-model", workers=1)
-class TitanicModel:
-    """Loads the planned version once and scores whole batches of passengers."""
-
-    bento_model = BentoModel(TAG)
+class TitanicModel(VersionedModels):
+    """Holds the planned versions; scores whole batches of passengers, grouped by version."""
 
     def __init__(self) -> None:
-        self.version, self.model = store.load(TAG, SurvivalModel.load)
+        self.served = {"titanic": ServedVersions("titanic", SurvivalModel.load, score, [EXAMPLE])}
 
     @bentoml.api(**batched("titanic"))
-    def predict(self, passengers: list[dict]) -> list[dict]:
-        proba = self.model.predict_proba(pd.DataFrame(passengers))
-        version = self.version
-        return [{"survived": int(p > 0.5), "probability": round(float(p), 6), "model_version": version}
-                for p in proba]
+    def predict(self, items: list[dict]) -> list[dict]:
+        return self.served["titanic"].run(items)
 
     @bentoml.api
-    async def retrain(self) -> dict:
-        """Re-run the training pipeline into the next version and serve it; predictions go on meanwhile."""
-        run = await asyncio.to_thread(pipeline.train)
-        self.version, self.model = await asyncio.to_thread(store.load, run.tag, SurvivalModel.load)
-        return {"model_version": self.version, "metrics": run.metrics}
+    async def retrain(self, params: dict) -> dict:
+        """Re-run the pipeline into a challenger; predictions go on meanwhile."""
+        return await self.retrain_and_compare("titanic", pipeline.train, pipeline.evaluate, params)
 
 
-app = FastAPI()
+declare_models(TitanicModel, "titanic")
+app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @bentoml.service(name="titanic")
 @bentoml.asgi_app(app)
 class Titanic:
-    """The seed 004 contract, unprefixed."""
+    """The seed 004 contract, unprefixed, on the stable version."""
 
     model = bentoml.depends(TitanicModel)
 
     @bentoml.api(route="/predict")
     async def predict(self, passengers: Passengers, /, ctx: bentoml.Context) -> SurvivalPredictions:
-        return await handlers.predict(self.model, passengers, ctx)
+        return await handlers.predict(direct(self.model), passengers, ctx)
 
     @app.put("/run-pipeline")
-    async def run_pipeline(self) -> PipelineResult:
-        result = await handlers.run_pipeline(self.model)
-        return JSONResponse(result.model_dump(), headers={VERSION_HEADER: result.model_version})
+    @problem_response
+    async def run_pipeline(self, request: Request) -> PipelineResult:
+        require_admin(request.headers, "/run-pipeline")
+        adopt = adopt_in_place(self.model, "titanic")
+        return versioned_json(await handlers.run_pipeline(self.model, route("titanic").gate, adopt))
 
 
 Titanic.add_asgi_middleware(BodyLimit)

@@ -5,55 +5,55 @@ from __future__ import annotations
 
 import bentoml
 import torch
-from bentoml.models import BentoModel
 from fastapi import FastAPI
 
 from bentos.topics import handlers
 from bentos.topics.model import TopicModel
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
-from fleet import store
 from fleet.batching import batched
-from fleet.http import BodyLimit
-from fleet.routing import stable_tag
+from fleet.http import BodyLimit, answers_problems
+from fleet.remote import direct
+from fleet.serving import VersionedModels, declare_models
+from fleet.versions import ServedVersions
 
-TAG = stable_tag("topics")
+
+def score(model: TopicModel, texts: list[str]) -> list[dict]:
+    """Every class per text, highest score first; one tokenise-and-encode pass per batch."""
+    return [{"ranked": ranked} for ranked in model.classify(texts, top_k=len(model.classes))]
 
 
 @bentoml.service(name="topics-model", workers=1)
-class TopicsModel:
-    """Loads the planned encoder and head once; one tokenise-and-encode pass per batch of texts."""
-
-    bento_model = BentoModel(TAG)
+class TopicsModel(VersionedModels):
+    """Holds the planned versions (encoder, tokenizer and head each); scores batches of texts."""
 
     def __init__(self) -> None:
         torch.set_num_threads(2)
-        self.version, self.model = store.load(TAG, TopicModel.load)
+        self.served = {"topics": ServedVersions("topics", TopicModel.load, score, ["Linear Algebra"])}
 
     @bentoml.api(**batched("topics"))
-    def classify(self, texts: list[str]) -> list[dict]:
-        """Every class per text, highest score first."""
-        version, model = self.version, self.model
-        return [{"ranked": ranked, "model_version": version}
-                for ranked in model.classify(texts, top_k=len(model.classes))]
+    def predict(self, items: list[dict]) -> list[dict]:
+        return self.served["topics"].run(items)
 
 
+declare_models(TopicsModel, "topics")
 app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @bentoml.service(name="topics")
 @bentoml.asgi_app(app)
 class Topics:
-    """The seed 003 contract, unprefixed."""
+    """The seed 003 contract, unprefixed, on the stable version."""
 
     model = bentoml.depends(TopicsModel)
 
     @app.get("/classify")
     async def classify_get(self, sentence: Sentence, top_k: TopK = 1) -> list[TopicScore]:
-        return await handlers.classify_query(self.model, sentence, top_k)
+        return await handlers.classify_query(direct(self.model), sentence, top_k)
 
     @bentoml.api(route="/classify")
+    @answers_problems
     async def classify(self, request: TopicRequest, /, ctx: bentoml.Context) -> list[TopicScore]:
-        return await handlers.classify(self.model, request, ctx)
+        return await handlers.classify(direct(self.model), request, ctx)
 
 
 Topics.add_asgi_middleware(BodyLimit)
