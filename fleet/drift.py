@@ -16,10 +16,11 @@ PSI > 0.2 (the credit-scoring convention: < 0.1 stable, 0.1–0.2 moderate, > 0.
 JS > 0.1 and normalised Wasserstein > 0.1 (a tenth of a reference standard deviation; both are
 Evidently's defaults for samples over 1,000 rows). No p-values: on large samples they flag negligible
 shifts. Small samples get the opposite guard: a measure alarms only above its *noise floor* too, the
-mean + 4 sd of the same measure between two samples drawn from the reference itself (sizes of the
+mean + 6 sd of the same measure between two samples drawn from the reference itself (sizes of the
 reference and of the recent sample; a seeded parametric bootstrap, so results are reproducible).
-Below ``min_samples`` recent rows (200) nothing alarms at all. With these, unshifted samples raise no
-alarm in the tests' 20 seeds × 9 features, and a 0.3-sd mean shift is caught from 500 rows.
+Below ``min_samples`` recent rows (200) nothing alarms at all. Measured on the tests' synthetic inputs
+(7 fields, 17 measures, 3,000 reference rows): 1 run in 900 unshifted ones (200, 500, 1,000 rows)
+raised an alarm; a 0.3-sd mean shift was flagged in 100 of 100 runs of 500 rows, 0.2 sd in 75.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ DECILES = np.arange(1, 10) / 10
 TOP_CATEGORIES, TOP_WORDS, TOP_CHARS = 50, 200, 100
 OTHER, MISSING = "__other__", "__missing__"
 EPS = 1e-4  # share given to empty bins, so PSI stays finite
-BOOTSTRAP_REPS, BOOTSTRAP_MAX_N, NOISE_SDS = 200, 2000, 5.0
+BOOTSTRAP_REPS, BOOTSTRAP_MAX_N, NOISE_SDS = 200, 2000, 6.0
 _WORD = re.compile(r"\w+")
 
 
@@ -86,29 +87,47 @@ def _text_parts(values: list[Any]) -> dict[str, tuple[str, list[Any]]]:
     }
 
 
-def _image_stats(value: Any) -> tuple[float, float, float, float, float]:
-    """mean, std, ink share (pixels over a quarter of the brightest) and ink centre (row, col in 0..1)."""
+def _as_images(values: list[Any]) -> np.ndarray | None:
+    """``(n, h, w)`` when every value is a finite image of one shape (flat squares are reshaped)."""
     try:
-        pixels = np.asarray(value, dtype=float)
+        images = np.asarray(values, dtype=float)
     except (TypeError, ValueError):
-        return (np.nan,) * 5
-    if pixels.ndim == 1 and pixels.size and int(np.sqrt(pixels.size)) ** 2 == pixels.size:
-        side = int(np.sqrt(pixels.size))
-        pixels = pixels.reshape(side, side)
-    if pixels.ndim != 2 or not pixels.size or not np.isfinite(pixels).all():
-        return (np.nan,) * 5
-    peak = pixels.max()
-    ink = pixels > 0.25 * peak if peak > 0 else np.zeros_like(pixels, dtype=bool)
-    weight = pixels.clip(min=0)
-    total = weight.sum()
-    rows, cols = np.indices(pixels.shape)
-    row = (weight * rows).sum() / total / max(1, pixels.shape[0] - 1) if total else 0.5
-    col = (weight * cols).sum() / total / max(1, pixels.shape[1] - 1) if total else 0.5
-    return float(pixels.mean()), float(pixels.std()), float(ink.mean()), float(row), float(col)
+        return None
+    if images.ndim == 2 and images.shape[1] and int(np.sqrt(images.shape[1])) ** 2 == images.shape[1]:
+        side = int(np.sqrt(images.shape[1]))
+        images = images.reshape(len(images), side, side)
+    if images.ndim != 3 or not images.size or not np.isfinite(images).all():
+        return None
+    return images
+
+
+def _image_stats(images: np.ndarray) -> np.ndarray:
+    """Per image: mean, std, ink share (pixels over a quarter of its brightest) and ink centre (row,
+    column, 0..1)."""
+    flat = images.reshape(len(images), -1)
+    peak = flat.max(axis=1, keepdims=True)
+    ink = ((flat > 0.25 * peak) & (peak > 0)).mean(axis=1)
+    weight = images.clip(min=0)
+    total = weight.sum(axis=(1, 2))
+    safe = np.where(total > 0, total, 1)
+    rows = np.arange(images.shape[1]) / max(1, images.shape[1] - 1)
+    cols = np.arange(images.shape[2]) / max(1, images.shape[2] - 1)
+    row = np.where(total > 0, (weight.sum(axis=2) * rows).sum(axis=1) / safe, 0.5)
+    col = np.where(total > 0, (weight.sum(axis=1) * cols).sum(axis=1) / safe, 0.5)
+    return np.stack([flat.mean(axis=1), flat.std(axis=1), ink, row, col], axis=1)
 
 
 def _image_parts(values: list[Any]) -> dict[str, tuple[str, list[Any]]]:
-    stats = np.array([_image_stats(v) for v in values]).reshape(-1, 5)
+    """Image statistics per record; records that are not images of the common shape count as missing."""
+    stats = np.full((len(values), 5), np.nan)
+    images = _as_images(values)
+    if images is not None:
+        stats = _image_stats(images)
+    else:
+        for i, value in enumerate(values):
+            one = _as_images([value])
+            if one is not None:
+                stats[i] = _image_stats(one)[0]
     names = ("mean", "std", "ink", "row_centre", "col_centre")
     return {name: ("numeric", stats[:, i].tolist()) for i, name in enumerate(names)}
 

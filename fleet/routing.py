@@ -62,6 +62,10 @@ class Route(BaseModel):
         """Stable, canary and shadow: the tags that must be loaded, in that order, without repeats."""
         return list(dict.fromkeys(t for t in (self.stable, self.canary, self.shadow) if t))
 
+    def kept_tags(self) -> list[str]:
+        """What a model service holds for this route: the served tags and the rollback target."""
+        return list(dict.fromkeys([*self.served_tags(), *self.previous[-1:]]))
+
     def choose(self, model: str, key: str | None) -> tuple[str, Role]:
         """The tag that answers for this caller key, and in which role (sticky by key)."""
         if self.canary and self.canary_weight > 0 and sticky_percent(model, key) < self.canary_weight:

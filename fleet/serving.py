@@ -20,7 +20,7 @@ from fleet.versions import ServedVersions
 
 def declare_models(service: Any, *models: str) -> None:
     """Record every tag the plan names for ``models`` on the service, so ``bentoml build`` packs them."""
-    tags = {tag for name in models for tag in (*route(name).served_tags(), *route(name).previous)}
+    tags = {tag for name in models for tag in route(name).kept_tags()}
     service.models.extend(BentoModel(tag) for tag in sorted(tags))
 
 

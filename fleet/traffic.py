@@ -55,7 +55,7 @@ class Traffic:
     def _choose(self, model: str, route: Route, headers: Mapping[str, str]) -> tuple[str, Role]:
         pin = headers.get(PIN_HEADER)
         if pin:
-            served = {store.parse_tag(t)[1] for t in [*route.served_tags(), *route.previous]}
+            served = {store.parse_tag(t)[1] for t in route.kept_tags()}
             if not route.allow_pinning or pin not in served:
                 allowed = sorted(served, key=lambda v: int(v[1:])) if route.allow_pinning else []
                 raise Problem(400, {"detail": f"X-Model-Version {pin!r} is not served for {model}; "
@@ -102,7 +102,10 @@ class Traffic:
                     store.get(tag)
                 except store.ModelNotFound as missing:
                     raise Problem(404, {"detail": str(missing)}) from missing
-            result = await call(self.services[model], "apply", model, route.served_tags(), route.stable)
+            # The old plan's versions stay loaded until the next change: requests already routed to them
+            # finish there.
+            keep = list(dict.fromkeys([*route.kept_tags(), *self.plan[model].kept_tags()]))
+            result = await call(self.services[model], "apply", model, keep, route.stable)
             if "error" in result:
                 raise Problem(409, {"detail": f"{model} keeps its plan: loading {route.served_tags()} "
                                               f"failed: {result['error']}"})

@@ -3,7 +3,7 @@
 A batch from BentoML's dispatcher may mix versions (stable, canary, shadow, pinned): items are grouped
 by version and each group goes through its model in one call. A new plan is loaded and smoke-tested
 off the request path, then swapped in with one reference assignment, so requests in flight finish on
-the version they were routed to; the previous stable stays loaded for them and for rollback.
+the version they were routed to.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class ServedVersions:
         self.models: dict[str, Any] = {}
         plan = route(name)
         self.stable = ""
-        self.apply(plan.served_tags(), plan.stable)
+        self.apply(plan.kept_tags(), plan.stable)
 
     def load(self, tag: str) -> Any:
         """Load exactly ``tag`` and check it answers the smoke input with finite scores."""
@@ -52,15 +52,17 @@ class ServedVersions:
         return model
 
     def apply(self, tags: list[str], stable: str) -> list[str]:
-        """Serve exactly ``tags`` (and the previous stable) with ``stable`` as default; all or nothing."""
+        """Hold exactly ``tags`` (already loaded ones are reused) with ``stable`` as default; all or nothing.
+
+        Idempotent, so a retried call changes nothing more; the caller keeps versions that requests
+        in flight may still be routed to in ``tags``.
+        """
         with self._lock:
-            current, previous = self.models, self.stable
+            current = self.models
             loaded = {}
             for tag in tags:
                 version = store.parse_tag(tag)[1]
                 loaded[version] = current.get(version) or self.load(tag)
-            if previous in current:
-                loaded.setdefault(previous, current[previous])
             self.models, self.stable = loaded, store.parse_tag(stable)[1]
             return sorted(loaded, key=lambda v: int(v[1:]))
 
