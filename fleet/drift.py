@@ -26,6 +26,7 @@ raised an alarm; a 0.3-sd mean shift was flagged in 100 of 100 runs of 500 rows,
 from __future__ import annotations
 
 import re
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -400,7 +401,7 @@ def publish(result: DriftResult, model: str, version: str, registry: Any = None)
     gauges["samples"].labels(model, version).set(result.n)
 
 
-_GAUGES: dict[int, dict[str, Any]] = {}
+_GAUGES: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def _gauges(registry: Any) -> dict[str, Any]:
@@ -408,9 +409,9 @@ def _gauges(registry: Any) -> dict[str, Any]:
     from prometheus_client import REGISTRY, Gauge
 
     registry = registry or REGISTRY
-    if id(registry) not in _GAUGES:
+    if registry not in _GAUGES:
         kw = {"registry": registry, "multiprocess_mode": "mostrecent"}
-        _GAUGES[id(registry)] = {
+        _GAUGES[registry] = {
             "value": Gauge("fleet_drift_value", "Drift measure of a feature vs the training profile",
                            ["model", "version", "feature", "measure"], **kw),
             "feature": Gauge("fleet_drift_feature_detected", "1 when a feature drifted",
@@ -420,7 +421,7 @@ def _gauges(registry: Any) -> dict[str, Any]:
             "samples": Gauge("fleet_drift_samples", "Recent rows in the last drift check",
                              ["model", "version"], **kw),
         }
-    return _GAUGES[id(registry)]
+    return _GAUGES[registry]
 
 
 def check(log: Any, model: str, version: str, reference: Mapping[str, Any], *, limit: int = 2000,

@@ -35,6 +35,7 @@ import queue
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -311,7 +312,7 @@ class Metrics:
     """The log's Prometheus metrics. prometheus_client is imported here, not at module import, because
     BentoML sets its multiprocess directory in each worker after importing the service module."""
 
-    _by_registry: dict[int, Metrics] = {}  # noqa: RUF012 - one set per registry, shared by all logs
+    _by_registry: weakref.WeakKeyDictionary[Any, Metrics] = weakref.WeakKeyDictionary()  # noqa: RUF012
 
     def __init__(self, registry: Any) -> None:
         from prometheus_client import Counter, Gauge, Histogram
@@ -337,9 +338,9 @@ class Metrics:
     def of(cls, registry: Any = None) -> Metrics:
         if registry is None:
             from prometheus_client import REGISTRY as registry
-        if id(registry) not in cls._by_registry:
-            cls._by_registry[id(registry)] = cls(registry)
-        return cls._by_registry[id(registry)]
+        if registry not in cls._by_registry:  # one set per registry, shared by every log
+            cls._by_registry[registry] = cls(registry)
+        return cls._by_registry[registry]
 
 
 @dataclass
@@ -542,6 +543,7 @@ class PredictionLog:
         self._insert = _insert_ignoring_duplicates(self.engine.dialect)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._queued = 0
+        self._closed = False
         self._lock = threading.Lock()
         self._migrated = self._try_migrate()
         self._last_retry = self._last_scan = time.monotonic()
@@ -570,11 +572,13 @@ class PredictionLog:
         future: concurrent.futures.Future = concurrent.futures.Future()
         receipt = Receipt(future, [r["id"] for r in stored])
         with self._lock:
-            full = self._queued + len(stored) > self.max_queue
-            if not full:
+            refused = "closed" if self._closed else "queue_full" if (
+                self._queued + len(stored) > self.max_queue) else ""
+            if not refused:
                 self._queued += len(stored)
-        if full:
-            self._drop(len(stored), "queue_full")
+        if refused:
+            if stored:
+                self._drop(len(stored), refused)
             future.set_result("dropped")
         else:
             self._queue.put(_Job(stored, future))
@@ -595,6 +599,8 @@ class PredictionLog:
 
     def close(self, timeout: float = 30) -> None:
         """Write what is queued, try the spool once more, stop the writer."""
+        with self._lock:
+            self._closed = True
         if self._writer.is_alive():
             self._queue.put(_STOP)
             self._writer.join(timeout)
