@@ -397,15 +397,16 @@ class Spool:
             fcntl.flock(self._own_handle, fcntl.LOCK_EX)
         return self._own_handle
 
-    def append(self, rows: list[dict[str, Any]]) -> bool:
-        """Append and fsync; False when the rows could not be made durable (full, no space, I/O error)."""
+    def append(self, rows: list[dict[str, Any]]) -> str:
+        """Append and fsync; "" when done, else why not: ``spool_full`` (over ``max_bytes``) or
+        ``spool_error`` (no space left, I/O error)."""
         data = b"".join(json.dumps(r, default=str).encode() + b"\n" for r in rows)
         start = None
         try:
             handle = self._own_file()
             start = handle.tell()
             if start + len(data) > self.max_bytes:
-                return False
+                return "spool_full"
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -415,9 +416,9 @@ class Spool:
                 with contextlib.suppress(OSError):
                     self._own_handle.truncate(start)
                     self._own_handle.seek(start)
-            return False
+            return "spool_error"
         self.pending += len(rows)
-        return True
+        return ""
 
     def files(self) -> list[Path]:
         own = [self._own] if self._own is not None and self._own_handle.tell() > 0 else []
@@ -431,7 +432,8 @@ class Spool:
             bad = 0
             for line in reader:
                 if not line.endswith(b"\n"):
-                    break  # torn last line of a crashed writer: never acknowledged
+                    bad += 1  # torn last line of a writer that crashed: never acknowledged, but counted
+                    break
                 try:
                     rows.append(json.loads(line))
                 except ValueError:
@@ -665,23 +667,23 @@ class PredictionLog:
             self.stats.committed += len(rows)
             self.metrics.rows.labels("committed").inc(len(rows))
             self._resolve(jobs, "committed")
-        elif self.spool.append(rows):
+        elif not (failure := self.spool.append(rows)):
             self.stats.spooled += len(rows)
             self.metrics.rows.labels("spooled").inc(len(rows))
             self._publish_spooled()
             self._resolve(jobs, "spooled")
         else:
-            self._resolve(jobs, "dropped", reason="spool_unwritable")
+            self._resolve(jobs, "dropped", reason=failure)
 
     def _resolve(self, jobs: list[_Job], outcome: Outcome, reason: str = "") -> None:
-        count = sum(len(job.rows) for job in jobs)
+        open_jobs = [job for job in jobs if not job.future.done()]
+        count = sum(len(job.rows) for job in open_jobs)
         if outcome == "dropped" and count:
             self._drop(count, reason)
         with self._lock:
             self._queued -= count
-        for job in jobs:
-            if not job.future.done():
-                job.future.set_result(outcome)
+        for job in open_jobs:
+            job.future.set_result(outcome)
 
     def _drop(self, count: int, reason: str) -> None:
         self.stats.dropped += count

@@ -217,12 +217,16 @@ def test_replay_after_a_crash_does_not_duplicate(tmp_path: Path) -> None:
     # A process that spooled these rows, committed them, and died before emptying its spool file:
     orphan = Spool(tmp_path / "spool", 1 << 20)
     fresh = [row(f"n{i}") for i in range(5)]
-    assert orphan.append([r.to_row() for r in committed + fresh])
+    assert orphan.append([r.to_row() for r in committed + fresh]) == ""
     orphan.close()
+    (spooled,) = (tmp_path / "spool").glob("*.jsonl")
+    with open(spooled, "ab") as handle:
+        handle.write(b'{"id": "torn')  # it died in the middle of a write, too
     with open_log(url, tmp_path, retry_seconds=0.05) as log:
-        assert log.spool.pending == 15
+        assert log.spool.pending == 16
         assert log.drained(10)
         assert count_rows(log) == (15, 15)
+        assert log.stats.dropped == 1  # the torn row is counted, not silently lost
     assert not list((tmp_path / "spool").glob("*.jsonl"))
 
 
@@ -235,9 +239,13 @@ def test_nothing_is_dropped_silently(tmp_path: Path) -> None:
         spooled, dropped = outcomes.count("spooled"), outcomes.count("dropped")
         assert (log.stats.spooled, log.stats.dropped) == (spooled, dropped)
         dropped_total = registry.get_sample_value("fleet_predlog_dropped_rows_total",
-                                                  {"reason": "spool_unwritable"})
+                                                  {"reason": "spool_full"})
         assert dropped_total == dropped
         assert registry.get_sample_value("fleet_predlog_spooled_rows") == spooled
+    (tmp_path / "a-file").write_text("")  # a spool that cannot be written at all
+    with PredictionLog(unreachable, spool_dir=tmp_path / "a-file" / "spool", registry=registry) as log:
+        assert log.record(row("e1")).result(10) == "dropped"
+    assert registry.get_sample_value("fleet_predlog_dropped_rows_total", {"reason": "spool_error"}) == 1
 
 
 def test_migrations_keep_existing_rows(db_url: str, tmp_path: Path) -> None:
