@@ -112,7 +112,7 @@ def sticky_percent(model: str, key: str | None) -> float:
 
 
 def plan_path() -> Path:
-    return Path(os.environ.get("FLEET_ROUTING", DEFAULT_PLAN))
+    return Path(os.environ.get("FLEET_ROUTING") or DEFAULT_PLAN)
 
 
 def load_plan(path: Path | None = None) -> dict[str, Route]:

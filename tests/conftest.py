@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(target: str, env: dict[str, str], timeout: float = 180) -> Iterator[str]:
+def serving(target: str, env: dict[str, str], timeout: float = 180, cwd: Path = ROOT) -> Iterator[str]:
     """Run ``bentoml serve target`` on 127.0.0.1 until the block ends; yields its base URL."""
     port = free_port()
     log_path = Path(tempfile.mkstemp(prefix="fleet-serve-", suffix=".log")[1])
@@ -47,7 +47,7 @@ def serving(target: str, env: dict[str, str], timeout: float = 180) -> Iterator[
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [str(BENTOML), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:
