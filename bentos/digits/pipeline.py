@@ -34,6 +34,18 @@ TINY: dict[str, dict[str, Any]] = {
 Model = SklearnDigits | CnnDigits
 
 
+CARD = {
+    "source": "scikit-learn load_digits: UCI Optical Recognition of Handwritten Digits (1,797 "
+              "8x8 images, 0-16)",
+    "licence": "UCI ML repository, CC BY 4.0",
+    "label": "the digit 0-9 drawn in the image",
+    "limitations": [
+        "Learnt from 43 writers' handwriting; typed fonts are read less reliably.",
+        "Any image is reduced to 8x8 grey levels: fine detail is lost.",
+    ],
+    "misuse": ["Not for reading cheques, forms or anything where a misread digit costs money."],
+}
+
 def train(kind: str, params: dict[str, Any] | None = None) -> TrainingRun:
     """Fit on the training split (the CNN keeps its best epoch on validation), report on the held-out
     test split, and save as the next version with what it learnt from and how it scored."""
@@ -55,6 +67,8 @@ def train(kind: str, params: dict[str, Any] | None = None) -> TrainingRun:
         fitted.save,
         labels={"task": "image-classification", "framework": fitted.framework},
         metadata={
+            "training_seconds": timer.seconds(),
+            "card": CARD,
             "metrics": metrics,
             "confusion": confusion,
             "dataset": {

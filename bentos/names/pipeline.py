@@ -24,6 +24,20 @@ DEFAULTS: dict[str, Any] = {
 TINY: dict[str, Any] = {"per_class": 30, "epochs": 2, "hidden_size": 16, "embedding_dim": 8}
 
 
+CARD = {
+    "source": "names-dataset 3.3.1 (Philippe Remy): surnames with the countries of their bearers, "
+              "from the 2021 Facebook user data",
+    "licence": "names-dataset, Apache-2.0 (the underlying data was scraped from a leak; use with care)",
+    "label": "the country (group) where a clear majority of a surname's bearers live, "
+             "not the bearer's ethnicity or nationality",
+    "limitations": [
+        "Facebook users only: countries with few users (e.g. Vietnam, Korea) are missing or thin.",
+        "Widely spread surnames (Jordan, Silva, Wang) are not in the training data; their answers "
+        "are guesses.",
+    ],
+    "misuse": ["Never infer a person's ethnicity, nationality or immigration status from a name."],
+}
+
 def train(params: dict[str, Any] | None = None) -> TrainingRun:
     """Fit on the training split, keep the best epoch on validation, report on the test split, save."""
     from data.names import LABEL_COUNTRIES, LABEL_MEANING, SOURCE, load
@@ -49,6 +63,8 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
         model.save,
         labels={"task": "multiclass-classification", "framework": "pytorch"},
         metadata={
+            "training_seconds": timer.seconds(),
+            "card": CARD,
             "metrics": metrics,
             "per_class": test["per_class"],
             "classes": classes,

