@@ -9,15 +9,19 @@ request to a version (stable, sticky canary, pin, shadow copy) and serves the ad
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime
 from typing import Annotated, Any
 
 import bentoml
-from fastapi import Body, FastAPI, Request
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse
 
 from bentos.digits import handlers as digits
+from bentos.digits import service as digits_service
 from bentos.digits.schemas import DigitPrediction, DigitRequest
-from bentos.digits.service import DigitsModel
 from bentos.loans import handlers as loans
+from bentos.loans import service as loans_service
 from bentos.loans.schemas import (
     NO_PARAMS,
     Application,
@@ -27,22 +31,22 @@ from bentos.loans.schemas import (
     TrainParams,
     TrainResult,
 )
-from bentos.loans.service import LoansModel
 from bentos.names import handlers as names
+from bentos.names import service as names_service
 from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
-from bentos.names.service import NamesModel
 from bentos.titanic import handlers as titanic
+from bentos.titanic import service as titanic_service
 from bentos.titanic.schemas import Passengers, PipelineResult, SurvivalPredictions
-from bentos.titanic.service import TitanicModel
 from bentos.topics import handlers as topics
+from bentos.topics import service as topics_service
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
-from bentos.topics.service import TopicsModel
-from fleet import store
+from fleet import monitoring, report, store
 from fleet.auth import require_admin
-from fleet.http import BodyLimit, answers_problems, problem_response, versioned_json
+from fleet.http import BodyLimit, Problem, RequestId, answers_problems, problem_response, versioned_json
+from fleet.predlog import PredictionLog
 from fleet.remote import call
 from fleet.routing import Route, RouteChange
-from fleet.traffic import Traffic
+from fleet.traffic import Served, Traffic
 
 # Routes BentoML cannot declare itself (GET and PUT, the admin API), mounted on the gateway.
 routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -53,17 +57,30 @@ routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 class Fleet:
     """The gateway: validates, routes to a version, calls the model services (which batch), answers."""
 
-    names_model = bentoml.depends(NamesModel)
-    loans_model = bentoml.depends(LoansModel)
-    digits_model = bentoml.depends(DigitsModel)
-    topics_model = bentoml.depends(TopicsModel)
-    titanic_model = bentoml.depends(TitanicModel)
+    names_model = bentoml.depends(names_service.NamesModel)
+    loans_model = bentoml.depends(loans_service.LoansModel)
+    digits_model = bentoml.depends(digits_service.DigitsModel)
+    topics_model = bentoml.depends(topics_service.TopicsModel)
+    titanic_model = bentoml.depends(titanic_service.TitanicModel)
 
     def __init__(self) -> None:
+        self.log = PredictionLog()  # SQLite in var/ by default, PostgreSQL when DATABASE_URL is set
         self.traffic = Traffic({
-            "names": self.names_model, "loans": self.loans_model, "digits_sklearn": self.digits_model,
-            "digits_cnn": self.digits_model, "topics": self.topics_model, "titanic": self.titanic_model,
-        })
+            "names": Served(self.names_model, names_service.label, names_service.loggable),
+            "loans": Served(self.loans_model, loans_service.label),
+            "digits_sklearn": Served(self.digits_model, digits_service.label, digits_service.loggable),
+            "digits_cnn": Served(self.digits_model, digits_service.label, digits_service.loggable),
+            "topics": Served(self.topics_model, topics_service.label, topics_service.loggable),
+            "titanic": Served(self.titanic_model, titanic_service.label),
+        }, self.log)
+
+    @bentoml.on_startup
+    async def _watch_accuracy(self) -> None:
+        self._accuracy = asyncio.get_running_loop().create_task(monitoring.refresh_accuracy(self.log))
+
+    @bentoml.on_shutdown
+    def _close_log(self) -> None:
+        self.log.close()
 
     # names (seed 000)
     @routes.get("/names/check_service")
@@ -135,6 +152,39 @@ class Fleet:
 
         return adopt
 
+    # monitoring: ground truth in, live accuracy, drift and the report out
+    @routes.post("/{model}/feedback")
+    @problem_response
+    async def feedback(self, model: str, body: Annotated[monitoring.FeedbackBody, Body()]) -> dict:
+        """The true outcome of answered predictions, by request id (one, or a list of up to 1,000)."""
+        logged = ["digits_sklearn", "digits_cnn"] if model == "digits" else [model]
+        if not set(logged) <= set(self.traffic.plan):
+            raise Problem(404, {"detail": f"no model named {model!r}"})
+        return await monitoring.store_feedback(self.log, logged, body)
+
+    @routes.get("/admin/predictions")
+    @problem_response
+    async def admin_predictions(
+        self, request: Request, request_id: str | None = None, model: str | None = None,
+        since: datetime | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict]:
+        require_admin(request.headers, "/admin/predictions")
+        return await asyncio.to_thread(self.log.query, request_id=request_id, model=model, since=since,
+                                       limit=limit)
+
+    @routes.get("/admin/drift")
+    @problem_response
+    async def admin_drift(self, request: Request, model: str | None = None) -> dict:
+        require_admin(request.headers, "/admin/drift")
+        return await asyncio.to_thread(monitoring.drift_now, self.log, self.traffic.plan,
+                                       [model] if model else None)
+
+    @routes.get("/admin/report")
+    @problem_response
+    async def admin_report(self, request: Request) -> HTMLResponse:
+        require_admin(request.headers, "/admin/report")
+        return HTMLResponse(await asyncio.to_thread(report.render, self.log, list(self.traffic.plan)))
+
     # admin API: versions and the routing plan, changed without a restart
     @routes.get("/admin/models")
     @problem_response
@@ -177,3 +227,4 @@ class Fleet:
 
 
 Fleet.add_asgi_middleware(BodyLimit)
+Fleet.add_asgi_middleware(RequestId)

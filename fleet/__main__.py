@@ -2,6 +2,7 @@
 
     python -m fleet models                       every version of every model, metrics and lineage
     python -m fleet cards                        model cards and the README metrics table, from the store
+    python -m fleet report [--out report.html]   the monitoring report (traffic, latency, accuracy, drift)
     python -m fleet routing show                 the plan a running server follows
     python -m fleet routing set MODEL --stable T [--canary T --weight W] [--shadow T]
     python -m fleet routing promote MODEL        canary becomes stable
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models")
     commands.add_parser("cards")
+    commands.add_parser("report", add_help=False)
     plan = commands.add_parser("routing")
     plan.add_argument("action", choices=["show", "set", "promote", "rollback"])
     plan.add_argument("model", nargs="?")
@@ -88,8 +90,12 @@ def main(argv: list[str] | None = None) -> None:
     plan.add_argument("--shadow")
     plan.add_argument("--url", default="http://127.0.0.1:3000")
     plan.add_argument("--file", action="store_true", help="edit deploy/routing.yaml instead of a server")
-    args = parser.parse_args(argv)
-    if args.command == "models":
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "report":
+        from fleet import report
+
+        report.main(rest)
+    elif args.command == "models":
         list_models()
     elif args.command == "cards":
         write_cards()

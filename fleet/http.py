@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 VERSION_HEADER = "X-Model-Version"
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
 class BodyTooLarge(Exception):
@@ -68,6 +71,33 @@ class BodyLimit:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+class RequestId:
+    """Every request has an id: the caller's ``X-Request-ID`` (checked) or a new one, echoed back.
+
+    The prediction log files rows under it, and feedback names it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope.get("headers", []) if k != b"x-request-id"]
+        given = dict(scope.get("headers", [])).get(b"x-request-id", b"")
+        request_id = given if _ID.fullmatch(given) else uuid.uuid4().hex.encode()
+        scope = {**scope, "headers": [*headers, (b"x-request-id", request_id)]}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*kept, (b"x-request-id", request_id)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 def invalid_body(field: str, message: str) -> dict[str, Any]:

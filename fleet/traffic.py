@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 
 from fleet import store
 from fleet.http import Problem
+from fleet.predlog import Prediction, PredictionLog
 from fleet.remote import Score, call, score
 from fleet.routing import Role, Route, load_plan, save_plan
 
@@ -30,11 +33,26 @@ LATENCY = Histogram("fleet_prediction_seconds", "Time to score a request, includ
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
 
-class Traffic:
-    """Routes each request of each store model to a version, per the plan, and changes the plan."""
+def _same(value: Any) -> Any:
+    return value
 
-    def __init__(self, services: Mapping[str, Any]) -> None:
-        self.services = dict(services)
+
+@dataclass(frozen=True)
+class Served:
+    """A store model as the gateway serves it: its model service, and how its predictions are logged."""
+
+    service: Any
+    label: Callable[[dict], Any]  # the predicted class, what feedback is compared with
+    loggable: Callable[[Any], Any] = _same  # the logged (size-bounded) form of one input
+
+
+class Traffic:
+    """Routes each request of each store model to a version, per the plan, logs it, and changes the plan."""
+
+    def __init__(self, models: Mapping[str, Served], log: PredictionLog | None = None) -> None:
+        self.models = dict(models)
+        self.services = {name: served.service for name, served in self.models.items()}
+        self.log = log
         self.plan: dict[str, Route] = load_plan()
         self._changing = asyncio.Lock()
         self._shadows: set[asyncio.Task[Any]] = set()
@@ -42,12 +60,16 @@ class Traffic:
     def scorer(self, model: str, headers: Mapping[str, str]) -> Score:
         """A ``Score`` for one request: sticky canary split or an explicit pin, plus the shadow copy."""
 
+        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+
         async def bound(method: str, inputs: list[Any]) -> list[dict]:
             route = self.plan[model]
             version, role = self._choose(model, route, headers)
-            outputs = await self._timed(model, method, inputs, version, role)
+            outputs, seconds = await self._timed(model, method, inputs, version, role)
             if route.shadow and role != "pinned":
-                self._shadow(model, method, inputs, store.parse_tag(route.shadow)[1])
+                self._shadow(model, method, inputs, store.parse_tag(route.shadow)[1], request_id)
+            if self.log is not None:  # answer only once the rows are durable (committed or spooled)
+                await self.log.record(self._rows(model, version, role, request_id, inputs, outputs, seconds))
             return outputs
 
         return bound
@@ -65,23 +87,37 @@ class Traffic:
         tag, role = route.choose(model, key)
         return store.parse_tag(tag)[1], role
 
-    async def _timed(self, model: str, method: str, inputs: list[Any], version: str, role: str) -> list[dict]:
+    async def _timed(
+        self, model: str, method: str, inputs: list[Any], version: str, role: str
+    ) -> tuple[list[dict], float]:
         started = time.perf_counter()
         try:
             outputs = await score(self.services[model], method, inputs, version)
         except Exception:
             REQUESTS.labels(model, version, role, "error").inc()
             raise
-        LATENCY.labels(model, version, role).observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        LATENCY.labels(model, version, role).observe(seconds)
         REQUESTS.labels(model, version, role, "ok").inc()
-        return outputs
+        return outputs, seconds
 
-    def _shadow(self, model: str, method: str, inputs: list[Any], version: str) -> None:
-        """Score a copy with the shadow version in the background; its answer never reaches the caller."""
+    def _rows(self, model: str, version: str, role: str, request_id: str, inputs: list[Any],
+              outputs: list[dict], seconds: float) -> list[Prediction]:
+        served = self.models[model]
+        return [Prediction(request_id=request_id, model=model, version=version, role=role,
+                           inputs=served.loggable(x), outputs=o, latency_ms=seconds * 1000,
+                           label=served.label(o), item=i)
+                for i, (x, o) in enumerate(zip(inputs, outputs, strict=True))]
+
+    def _shadow(self, model: str, method: str, inputs: list[Any], version: str, request_id: str) -> None:
+        """Score a copy with the shadow version in the background; its answer only goes to the log."""
 
         async def run() -> None:
             try:
-                await self._timed(model, method, inputs, version, "shadow")
+                outputs, seconds = await self._timed(model, method, inputs, version, "shadow")
+                if self.log is not None:
+                    rows = self._rows(model, version, "shadow", request_id, inputs, outputs, seconds)
+                    self.log.record(rows)
             except Exception:  # a failing shadow must never affect serving
                 logger.exception("shadow %s:%s failed", model, version)
 

@@ -117,10 +117,12 @@ def train_binary(
     metadata: dict[str, Any],
     labels: dict[str, str],
     classes: list[str],
+    kinds: dict[str, str],
 ) -> TrainingRun:
     """The shared run of the tabular yes/no models: split, ``fit(train_frame, y) -> model`` (which has
-    ``predict_proba(frame)`` and ``save(folder)``), score on validation and test, save the next version."""
-    from fleet import store
+    ``predict_proba(frame)`` and ``save(folder)``), score on validation and test, save the next version
+    with a drift profile of the training inputs (``kinds``: each input column's kind)."""
+    from fleet import drift, store
 
     timer = Timer()
     y = frame[target].to_numpy()
@@ -145,6 +147,7 @@ def train_binary(
             "classes": classes,
             "confusion": confusion,
             "training_seconds": seconds,
+            "drift_profile": drift.profile(frame.iloc[train_idx][list(kinds)], kinds),
             "dataset": {**metadata.get("dataset", {}), **store.fingerprint(frame),
                         "splits": splits, "class_balance": balance},
         },

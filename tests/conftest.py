@@ -25,6 +25,8 @@ os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="fleet-test-store-")
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# The prediction log of every server the tests start (each test that needs its own sets another).
+os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='fleet-test-log-')}/predlog.db"
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"

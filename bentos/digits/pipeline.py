@@ -15,7 +15,7 @@ from torch import nn
 from bentos.digits.images import INK_MAX, SIZE, normalise
 from bentos.digits.model import CLASSES, CnnDigits, SklearnDigits, to_tensor
 from bentos.digits.schemas import DigitRequest
-from fleet import store
+from fleet import drift, store
 from fleet.training import SEED, Timer, TrainingRun, progress, split_indices
 
 NAMES = {"sklearn": "digits_sklearn", "cnn": "digits_cnn"}
@@ -68,6 +68,7 @@ def train(kind: str, params: dict[str, Any] | None = None) -> TrainingRun:
         labels={"task": "image-classification", "framework": fitted.framework},
         metadata={
             "training_seconds": timer.seconds(),
+            "drift_profile": drift.profile({"pixels": list(images[train_idx])}, {"pixels": "image"}),
             "card": CARD,
             "metrics": metrics,
             "confusion": confusion,

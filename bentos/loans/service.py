@@ -27,6 +27,10 @@ from fleet.serving import VersionedModels, adopt_in_place, declare_models
 from fleet.versions import ServedVersions
 
 
+def label(output: dict) -> int:
+    return output["approved"]
+
+
 def score(model: ApprovalModel, applications: list[dict]) -> list[dict]:
     proba = model.predict_proba(pd.DataFrame(applications))
     return [{"approved": int(p > 0.5), "probability": round(float(p), 6)} for p in proba]

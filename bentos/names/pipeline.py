@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from bentos.names.model import HYPER_DEFAULTS, MAX_NAME_CHARS, NORMALISATION, NationalityModel, batch
 from bentos.names.schemas import NameRequest
 from data.names import MIN_SHARE, PER_CLASS
-from fleet import store
+from fleet import drift, store
 from fleet.training import SEED, Timer, TrainingRun, progress, split_indices
 
 NAME = "names"
@@ -64,6 +64,7 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
         labels={"task": "multiclass-classification", "framework": "pytorch"},
         metadata={
             "training_seconds": timer.seconds(),
+            "drift_profile": drift.profile({"name": [names[i] for i in train_idx]}, {"name": "text"}),
             "card": CARD,
             "metrics": metrics,
             "per_class": test["per_class"],

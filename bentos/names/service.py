@@ -17,6 +17,14 @@ from fleet.serving import VersionedModels, declare_models
 from fleet.versions import ServedVersions
 
 
+def label(output: dict) -> str:
+    return output["labels"][0]
+
+
+def loggable(name: str) -> dict:
+    return {"name": name}
+
+
 def score(model: NationalityModel, names: list[str]) -> list[dict]:
     """Every class per name, likeliest first, with natural-log probabilities; one packed GRU pass."""
     return [{"labels": labels, "log_probs": log_probs}

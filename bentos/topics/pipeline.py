@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from bentos.topics.model import BASE_MODEL, Encoder, TopicModel, base_model_path, fit_head, weights_sha256
 from bentos.topics.schemas import TopicRequest, TopicScore
-from fleet import store
+from fleet import drift, store
 from fleet.training import SEED, Timer, TrainingRun, progress, split_indices
 
 NAME = "topics"
@@ -101,6 +101,8 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
         labels={"task": "text-classification", "framework": "pytorch"},
         metadata={
             "training_seconds": timer.seconds(),
+            "drift_profile": drift.profile({"sentence": frame["text"].iloc[train_idx].tolist()},
+                                           {"sentence": "text"}),
             "card": CARD,
             "metrics": metrics,
             "dataset": {"source": SOURCE, **store.fingerprint(frame), "min_titles": MIN_TITLES,

@@ -17,6 +17,14 @@ from fleet.serving import VersionedModels, declare_models
 from fleet.versions import ServedVersions
 
 
+def label(output: dict) -> str:
+    return output["ranked"][0][0]
+
+
+def loggable(sentence: str) -> dict:
+    return {"sentence": sentence}
+
+
 def score(model: TopicModel, texts: list[str]) -> list[dict]:
     """Every class per text, highest score first; one tokenise-and-encode pass per batch."""
     return [{"ranked": ranked} for ranked in model.classify(texts, top_k=len(model.classes))]

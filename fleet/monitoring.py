@@ -1,0 +1,72 @@
+"""The monitoring loop's HTTP edge: feedback in, live accuracy and drift out, from the prediction log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from fleet import drift, store
+from fleet.http import Problem
+from fleet.predlog import PredictionLog
+from fleet.routing import Route
+
+MAX_FEEDBACK = 1000
+ACCURACY_REFRESH_SECONDS = 30
+logger = logging.getLogger(__name__)
+
+
+class Feedback(BaseModel):
+    """The true outcome of one answered prediction (``item``: its position in a batch request)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: Annotated[str, Field(min_length=1, max_length=128)]
+    label: StrictBool | StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=100)]
+    item: Annotated[int, Field(ge=0, lt=MAX_FEEDBACK)] = 0
+
+
+FeedbackBody = Feedback | Annotated[list[Feedback], Field(min_length=1, max_length=MAX_FEEDBACK)]
+
+
+async def store_feedback(log: PredictionLog, models: list[str], body: FeedbackBody) -> dict[str, Any]:
+    """Store labels under each store model that answered the request (``digits`` covers both image
+    models); say which request ids the log has never seen."""
+    items = [body] if isinstance(body, Feedback) else body
+    rows = [item.model_dump() for item in items]
+    for model in models:
+        await asyncio.to_thread(log.add_feedback_many, model, rows)
+    ids = [item.request_id for item in items]
+    unseen = set(ids)
+    for model in models:
+        unseen &= set(await asyncio.to_thread(log.unmatched_feedback, model, ids))
+    return {"stored": len(rows), "unmatched": sorted(unseen)}
+
+
+def drift_now(log: PredictionLog, plan: dict[str, Route], models: list[str] | None = None) -> dict[str, Any]:
+    """For each model's stable (and canary) version: its recent logged inputs against the drift profile
+    saved with it at training time."""
+    results: dict[str, Any] = {}
+    for name in models or list(plan):
+        if name not in plan:
+            raise Problem(404, {"detail": f"no model named {name!r}"})
+        route = plan[name]
+        for tag in filter(None, (route.stable, route.canary)):
+            reference = store.get(tag).info.metadata.get("drift_profile")
+            if reference is None:
+                results[tag] = {"error": "this version was saved without a drift profile"}
+                continue
+            results[tag] = drift.check(log, name, store.parse_tag(tag)[1], reference).to_dict()
+    return results
+
+
+async def refresh_accuracy(log: PredictionLog) -> None:
+    """Keep the live accuracy gauges (per model and version, last 1,000 labelled predictions) fresh."""
+    while True:
+        try:
+            await asyncio.to_thread(log.refresh_accuracy_gauges)
+        except Exception:  # the database may be down; serving goes on and the next round retries
+            logger.warning("could not refresh live accuracy", exc_info=True)
+        await asyncio.sleep(ACCURACY_REFRESH_SECONDS)
