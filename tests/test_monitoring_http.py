@@ -1,0 +1,175 @@
+"""The monitoring loop on real servers: every answered prediction is in the log (even after SIGKILL, and
+through a database outage), feedback gives live accuracy, shifted inputs raise drift, the report renders."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from data.titanic import load as load_titanic
+from fleet.predlog import PredictionLog
+from tests import postgres
+from tests.conftest import ADMIN, ADMIN_TOKEN, serving
+from tests.test_fleet_http import APPLICATION
+
+PASSENGER = [{"Sex": "female", "Age": 30, "Pclass": 1}]
+
+
+def _gateway_env(plan: Path, database_url: str) -> dict[str, str]:
+    return {"FLEET_ROUTING": str(plan), "FLEET_ADMIN_TOKEN": ADMIN_TOKEN, "DATABASE_URL": database_url}
+
+
+class LoadLoop:
+    """Clients posting predictions until stopped; remembers every request id that got a 200."""
+
+    def __init__(self, url: str, clients: int = 4) -> None:
+        self.url, self.answered, self.failed = url, [], []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while not self._stop.is_set():
+                request_id = uuid.uuid4().hex
+                try:
+                    answer = client.post("/titanic/predict", json=PASSENGER,
+                                         headers={"X-Request-ID": request_id})
+                except httpx.HTTPError:
+                    continue  # the server was killed: this request was never answered
+                (self.answered if answer.status_code == 200 else self.failed).append(request_id)
+
+    def __enter__(self) -> LoadLoop:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+
+def _logged_ids(database_url: str, model: str = "titanic") -> set[str]:
+    with PredictionLog(database_url) as log:
+        return {row["request_id"] for row in log.query(model=model, limit=None)}
+
+
+def test_answered_predictions_survive_sigkill(routing_plan: Path, tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path}/predlog.db"
+    with serving("service:Fleet", _gateway_env(routing_plan, database)) as url:
+        process_group = _server_group(url)
+        with LoadLoop(url) as load:
+            time.sleep(4)
+            os.killpg(process_group, signal.SIGKILL)  # no shutdown hook, no flush
+            time.sleep(0.5)
+    assert load.answered and not load.failed
+    missing = set(load.answered) - _logged_ids(database)
+    print(f"\n{len(load.answered)} answered before SIGKILL, {len(missing)} missing from the log")
+    assert not missing
+
+
+def _server_group(url: str) -> int:
+    """The process group of the server listening on ``url``'s port (serving() starts a new session)."""
+    port = url.rsplit(":", 1)[1]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in command and port.encode() in command:
+            return os.getpgid(int(pid))
+    raise LookupError(f"no server process for {url}")
+
+
+@pytest.fixture(scope="module")
+def postgresql() -> Iterator[postgres.PostgresServer]:
+    if postgres.find_bin() is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
+    with postgres.postgres_server() as server:
+        yield server
+
+
+def test_a_database_outage_loses_nothing(routing_plan: Path, postgresql: postgres.PostgresServer) -> None:
+    database = postgresql.create_database()
+    with serving("service:Fleet", _gateway_env(routing_plan, database)) as url, LoadLoop(url) as load:
+        time.sleep(2)
+        postgresql.stop()
+        time.sleep(3)
+        during = len(load.answered)
+        postgresql.start()
+        time.sleep(2)
+        deadline = time.monotonic() + 60
+        while set(load.answered[:during]) - _logged_ids(database) and time.monotonic() < deadline:
+            time.sleep(1)
+    assert load.answered and not load.failed
+    missing = set(load.answered) - _logged_ids(database)
+    assert not missing, f"{len(missing)} of {len(load.answered)} answered predictions never reached the log"
+
+
+@pytest.fixture(scope="module")
+def quiet_database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('quiet')}/predlog.db"
+
+
+@pytest.fixture(scope="module")
+def quiet_gateway(routing_plan: Path, quiet_database: str) -> Iterator[httpx.Client]:
+    """A gateway with an empty log of its own, so drift and accuracy see only these tests' traffic."""
+    with serving("service:Fleet", _gateway_env(routing_plan, quiet_database)) as url, \
+            httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
+def test_feedback_gives_live_accuracy_and_the_log_reads_back(
+    quiet_gateway: httpx.Client, quiet_database: str
+) -> None:
+    ids = [f"fb-{i}" for i in range(10)]
+    answers = [quiet_gateway.post("/loans/predict", json=APPLICATION, headers={"X-Request-ID": i})
+               for i in ids]
+    assert [a.headers["X-Request-ID"] for a in answers] == ids
+    predicted = [a.json()["prediction"] for a in answers]
+    truth = [p if n < 7 else 1 - p for n, p in enumerate(predicted)]  # 7 of 10 right
+    stored = quiet_gateway.post("/loans/feedback", json=[{"request_id": i, "label": t}
+                                                          for i, t in zip(ids, truth, strict=True)])
+    assert stored.json() == {"stored": 10, "unmatched": []}
+    assert quiet_gateway.post("/loans/feedback", json={"request_id": "never-seen", "label": 1}).json() == \
+        {"stored": 1, "unmatched": ["never-seen"]}
+    assert quiet_gateway.post("/loans/feedback", json={"request_id": "x", "label": None}).status_code == 422
+    assert quiet_gateway.post("/nope/feedback", json={"request_id": "x", "label": 1}).status_code == 404
+    logged = quiet_gateway.get("/admin/predictions", params={"request_id": ids[0]}, headers=ADMIN).json()
+    assert [(row["model"], row["role"]) for row in logged] == [("loans", "stable")]
+    generated = quiet_gateway.post("/titanic/predict", json=PASSENGER).headers["X-Request-ID"]
+    assert len(generated) == 32
+    with PredictionLog(quiet_database) as log:
+        assert log.live_accuracy("loans").value == pytest.approx(0.7)
+    report = quiet_gateway.get("/admin/report", headers=ADMIN)
+    assert report.status_code == 200 and "data:image/png;base64," in report.text
+    assert "<script" not in report.text.lower()
+
+
+def test_shifted_inputs_raise_drift_and_unshifted_do_not(quiet_gateway: httpx.Client) -> None:
+    passengers = load_titanic().drop(columns="Survived").sample(300, random_state=3)
+    rows = [{k: v for k, v in row.items() if v == v} for row in passengers.to_dict("records")]
+    for start in range(0, 300, 100):
+        assert quiet_gateway.post("/titanic/predict", json=rows[start:start + 100]).status_code == 200
+    calm = quiet_gateway.get("/admin/drift", params={"model": "titanic"}, headers=ADMIN).json()
+    (result,) = calm.values()
+    assert result["enough_data"] and not result["drifted"], [f for f in result["features"] if f["drifted"]]
+    shifted = [{**row, "Pclass": 1, "Age": 70.0} for row in rows]
+    sent = 0
+    for start in range(0, 300, 50):
+        quiet_gateway.post("/titanic/predict", json=shifted[start:start + 50])
+        sent += 50
+        checked = quiet_gateway.get("/admin/drift", params={"model": "titanic"}, headers=ADMIN)
+        (result,) = checked.json().values()
+        if result["drifted"]:
+            break
+    print(f"\ndrift raised after {sent} shifted passengers (on top of 300 unshifted)")
+    assert result["drifted"] and {"Age", "Pclass"} & set(result["drifted_features"])
