@@ -86,7 +86,8 @@ def test_shadow_scores_copies_but_never_answers(gateway: httpx.Client, versions:
     while _shadow_count(gateway, versions["canary"]) < before + 40 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _shadow_count(gateway, versions["canary"]) >= before + 40
-    logged = gateway.get("/admin/predictions", params={"model": "titanic", "limit": 1000}, headers=ADMIN).json()
+    query = {"model": "titanic", "limit": 1000}
+    logged = gateway.get("/admin/predictions", params=query, headers=ADMIN).json()
     shadow_ids = {row["request_id"] for row in logged if row["role"] == "shadow"}
     answered_ids = {row["request_id"] for row in logged if row["role"] == "stable"}
     assert len(shadow_ids & answered_ids) >= 40  # the same requests, scored twice, answered once
