@@ -14,9 +14,9 @@ import httpx
 import pytest
 import yaml
 
+from bentos.digits.schemas import SEED_JPEG
 from fleet.routing import load_plan
 from tests.conftest import ADMIN, ADMIN_TOKEN, BENTOML, ROOT, serving
-from tests.test_fleet_http import SEED_JPEG
 
 SOURCES = ["service.py", "bentofile.yaml", "requirements.txt", "bentos", "fleet", "data",
            "deploy/routing.yaml"]

@@ -16,7 +16,7 @@ from bentos.digits import images as digit_images
 from bentos.digits.images import ImageError, decode, decode_batch
 from bentos.digits.model import CnnDigits, SklearnDigits
 from bentos.digits.pipeline import TINY, confusion_summary, train_all
-from bentos.digits.schemas import MODEL_NAMES, DigitRequest, resolve
+from bentos.digits.schemas import MODEL_NAMES, SEED_JPEG, DigitRequest, resolve
 from data.digits import load
 from fleet import store
 from fleet.training import split_indices
@@ -25,13 +25,7 @@ MAX_BYTES, MAX_CHARS = digit_images.MAX_IMAGE_BYTES, digit_images.MAX_IMAGE_CHAR
 MAX_PIXELS = digit_images.MAX_IMAGE_PIXELS
 
 # The seed's example request: a JPEG of scikit-learn's first "8", white on black, 8×8.
-SEED_IMAGE = (
-    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwgJC4nICIsIxwcKDcpLDAx"
-    "NDQ0Hyc5PTgyPC4zNDL/wAALCAAIAAgBAREA/8QAHwAAAQUBAQEBAQEAAAAAAAAAAAECAwQFBgcICQoL/8QAtRAAAgEDAwIEAwUF"
-    "BAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS0fAkM2JyggkKFhcYGRolJicoKSo0NTY3ODk6Q0RFRkdISUpTVFVW"
-    "V1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKTlJWWl5iZmqKjpKWmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uHi"
-    "4+Tl5ufo6erx8vP09fb3+Pn6/9oACAEBAAA/AOYitTJ8BgJYkn8tZJ4maMLFEpnC5EhXJnBVh5YYZR884Ar/2Q=="
-)
+SEED_IMAGE = SEED_JPEG
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,9 @@ import bentoml
 import httpx
 import pytest
 
+from bentos.digits.schemas import SEED_JPEG
+from bentos.loans.schemas import EXAMPLE as APPLICATION
 from tests.conftest import ADMIN
-
-# The seed 002 README's own example: an 8×8 JPEG of an eight.
-SEED_JPEG = (
-    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwgJC4nICIsIxwcKDcpLDAxND"
-    "Q0Hyc5PTgyPC4zNDL/wAALCAAIAAgBAREA/8QAHwAAAQUBAQEBAQEAAAAAAAAAAAECAwQFBgcICQoL/8QAtRAAAgEDAwIEAwUFBAQA"
-    "AAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS0fAkM2JyggkKFhcYGRolJicoKSo0NTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNk"
-    "ZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKTlJWWl5iZmqKjpKWmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uHi4+Tl5ufo6erx"
-    "8vP09fb3+Pn6/9oACAEBAAA/AOYitTJ8BgJYkn8tZJ4maMLFEpnC5EhXJnBVh5YYZR884Ar/2Q=="
-)
-APPLICATION = {"reports": 0, "age": 37.7, "income": 4.52, "owner": True, "selfemp": False,
-               "dependents": 3, "months": 54, "majorcards": 1, "active": 12}
 
 
 def _versioned(response: httpx.Response) -> dict | list:

@@ -7,8 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bentos.digits.schemas import SEED_JPEG
+from bentos.loans.schemas import EXAMPLE as APPLICATION
 from tests.conftest import serving
-from tests.test_fleet_http import APPLICATION, SEED_JPEG
 
 
 def _seed_calls(client: httpx.Client, model: str) -> None:

@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bentos.loans.schemas import EXAMPLE as APPLICATION
 from data.titanic import load as load_titanic
 from fleet.predlog import PredictionLog
 from tests import postgres
 from tests.conftest import ADMIN, ADMIN_TOKEN, serving
-from tests.test_fleet_http import APPLICATION
 
 PASSENGER = [{"Sex": "female", "Age": 30, "Pclass": 1}]
 

@@ -11,14 +11,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from bentos.loans import pipeline as loans_pipeline
 from bentos.loans.model import ApprovalModel
+from bentos.loans.schemas import EXAMPLE as APPLICATION
 from bentos.loans.schemas import Application, Applications
 from bentos.titanic import pipeline as titanic_pipeline
 from bentos.titanic.model import SurvivalModel
 from bentos.titanic.schemas import Passenger, Passengers
 from fleet import store
-
-APPLICATION = {"reports": 0, "age": 37.7, "income": 4.52, "owner": True, "selfemp": False,
-               "dependents": 3, "months": 54, "majorcards": 1, "active": 12}
 
 
 @pytest.fixture(scope="module")

