@@ -64,7 +64,7 @@ def metrics_table(tags: dict[str, str]) -> str:
         meta = store.get(tag).info.metadata
         shown = ", ".join(f"{k} {_fmt(v)}" for k, v in meta.get("metrics", {}).items())
         seconds = meta.get("training_seconds")
-        rows.append(f"| {name} | `{tag}` | {shown} | {f'{seconds:.0f} s' if seconds else '?'} |")
+        rows.append(f"| {name} | `{tag}` | {shown} | {f'{seconds:.1f} s' if seconds else '?'} |")
     return "\n".join(rows)
 
 
