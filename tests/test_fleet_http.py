@@ -155,12 +155,18 @@ def test_concurrent_requests_are_all_answered(fleet: httpx.Client) -> None:
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
         codes = list(pool.map(ask, range(256)))
     assert codes == [200] * 256
-    metrics = fleet.get("/metrics").text
-    batches = [line for line in metrics.splitlines()
-               if line.startswith("bentoml_service_adaptive_batch_size_count") and "names-model" in line]
-    sums = [line for line in metrics.splitlines()
-            if line.startswith("bentoml_service_adaptive_batch_size_sum") and "names-model" in line]
-    assert float(sums[0].split()[-1]) > float(batches[0].split()[-1])  # some batches held several requests
+    metrics = _samples(fleet.get("/metrics").text, "fleet_batch_size", 'model="names"')
+    assert metrics["_sum"] > metrics["_count"], metrics  # some batches held several requests
+
+
+def _samples(text: str, name: str, label: str) -> dict[str, float]:
+    """The _sum and _count of a histogram, added over its label sets that contain ``label``."""
+    found = {"_sum": 0.0, "_count": 0.0}
+    for line in text.splitlines():
+        for suffix in found:
+            if line.startswith(f"{name}{suffix}{{") and label in line:
+                found[suffix] += float(line.split()[-1])
+    return found
 
 
 def test_openapi_and_swagger_show_every_model(fleet: httpx.Client) -> None:
