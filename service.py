@@ -10,6 +10,7 @@ request to a version (stable, sticky canary, pin, shadow copy) and serves the ad
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -64,7 +65,10 @@ class Fleet:
     titanic_model = bentoml.depends(titanic_service.TitanicModel)
 
     def __init__(self) -> None:
-        self.log = PredictionLog()  # SQLite in var/ by default, PostgreSQL when DATABASE_URL is set
+        # SQLite in var/ by default, PostgreSQL when DATABASE_URL is set; FLEET_PREDICTION_LOG=off turns it
+        # off (the benchmark measures what logging costs that way).
+        logging_on = os.environ.get("FLEET_PREDICTION_LOG", "on").lower() != "off"
+        self.log = PredictionLog() if logging_on else None
         self.traffic = Traffic({
             "names": Served(self.names_model, names_service.label, names_service.loggable),
             "loans": Served(self.loans_model, loans_service.label),
@@ -76,11 +80,18 @@ class Fleet:
 
     @bentoml.on_startup
     async def _watch_accuracy(self) -> None:
-        self._accuracy = asyncio.get_running_loop().create_task(monitoring.refresh_accuracy(self.log))
+        if self.log is not None:
+            self._accuracy = asyncio.get_running_loop().create_task(monitoring.refresh_accuracy(self.log))
 
     @bentoml.on_shutdown
     def _close_log(self) -> None:
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
+
+    def _log(self) -> PredictionLog:
+        if self.log is None:
+            raise Problem(503, {"detail": "the prediction log is off (FLEET_PREDICTION_LOG=off)"})
+        return self.log
 
     # names (seed 000)
     @routes.get("/names/check_service")
@@ -160,7 +171,7 @@ class Fleet:
         logged = ["digits_sklearn", "digits_cnn"] if model == "digits" else [model]
         if not set(logged) <= set(self.traffic.plan):
             raise Problem(404, {"detail": f"no model named {model!r}"})
-        return await monitoring.store_feedback(self.log, logged, body)
+        return await monitoring.store_feedback(self._log(), logged, body)
 
     @routes.get("/admin/predictions")
     @problem_response
@@ -169,21 +180,21 @@ class Fleet:
         since: datetime | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict]:
         require_admin(request.headers, "/admin/predictions")
-        return await asyncio.to_thread(self.log.query, request_id=request_id, model=model, since=since,
+        return await asyncio.to_thread(self._log().query, request_id=request_id, model=model, since=since,
                                        limit=limit)
 
     @routes.get("/admin/drift")
     @problem_response
     async def admin_drift(self, request: Request, model: str | None = None) -> dict:
         require_admin(request.headers, "/admin/drift")
-        return await asyncio.to_thread(monitoring.drift_now, self.log, self.traffic.plan,
+        return await asyncio.to_thread(monitoring.drift_now, self._log(), self.traffic.plan,
                                        [model] if model else None)
 
     @routes.get("/admin/report")
     @problem_response
     async def admin_report(self, request: Request) -> HTMLResponse:
         require_admin(request.headers, "/admin/report")
-        return HTMLResponse(await asyncio.to_thread(report.render, self.log, list(self.traffic.plan)))
+        return HTMLResponse(await asyncio.to_thread(report.render, self._log(), list(self.traffic.plan)))
 
     # admin API: versions and the routing plan, changed without a restart
     @routes.get("/admin/models")
