@@ -3,7 +3,6 @@ through a database outage), feedback gives live accuracy, shifted inputs raise d
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -12,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from bentos.loans.schemas import EXAMPLE as APPLICATION
@@ -65,10 +65,11 @@ def _logged_ids(database_url: str, model: str = "titanic") -> set[str]:
 def test_answered_predictions_survive_sigkill(routing_plan: Path, tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path}/predlog.db"
     with serving("service:Fleet", _gateway_env(routing_plan, database)) as url:
-        process_group = _server_group(url)
+        server = _server_process(url)
         with LoadLoop(url) as load:
             time.sleep(4)
-            os.killpg(process_group, signal.SIGKILL)  # no shutdown hook, no flush
+            for process in [server, *server.children(recursive=True)]:  # no shutdown hook, no flush
+                process.send_signal(signal.SIGKILL)
             time.sleep(0.5)
     assert load.answered and not load.failed
     missing = set(load.answered) - _logged_ids(database)
@@ -76,16 +77,13 @@ def test_answered_predictions_survive_sigkill(routing_plan: Path, tmp_path: Path
     assert not missing
 
 
-def _server_group(url: str) -> int:
-    """The process group of the server listening on ``url``'s port (serving() starts a new session)."""
+def _server_process(url: str) -> psutil.Process:
+    """The ``bentoml serve`` process listening on ``url``'s port; its workers are its children."""
     port = url.rsplit(":", 1)[1]
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"serve" in command and port.encode() in command:
-            return os.getpgid(int(pid))
+    for process in psutil.process_iter(["cmdline"]):
+        command = process.info["cmdline"] or []
+        if "serve" in command and port in command:
+            return process
     raise LookupError(f"no server process for {url}")
 
 
