@@ -10,7 +10,7 @@ export BENTOML_DO_NOT_TRACK := True
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv train serve test cards chart-check
+.PHONY: venv train serve test cards chart-check bench
 
 venv: $(VENV)/.installed
 
@@ -39,3 +39,7 @@ cards: venv
 ## Offline Helm lint, render and Kubernetes schema validation (dev, prod, canary, broken values).
 chart-check: venv
 	$(PY) deploy/chart_check.py
+
+## The serving benchmark (about 10 minutes): benchmarks/results.json, RESULTS.md and the plot.
+bench: train
+	$(PY) -m benchmarks
