@@ -1,27 +1,18 @@
-"""The three servers under test, on 127.0.0.1, stopped when the block ends, and their CPU use.
-
-``serving`` follows tests/conftest.py: a subprocess in its own session, ready when ``/readyz`` answers
-200. BentoML's workers start their own process groups, so on exit every process started below the
-server is signalled by id, not only the server's group.
-"""
+"""The three servers under test, on 127.0.0.1 (``fleet.local_server``, as the tests run them), and
+their CPU use."""
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -90,99 +81,24 @@ def batch_totals(server: Server, model: str) -> tuple[float, float] | None:
     return (totals["sum"], totals["count"]) if totals["count"] else None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def own_home() -> Iterator[dict[str, str]]:
-    """A BENTOML_HOME of its own whose models are the store's, as environment.
-
-    ``bentoml serve`` empties ``$BENTOML_HOME/prometheus_multiproc_dir`` when it starts, so a second
-    server on the same home silently wipes the first one's metrics (its batch sizes, here).
-    """
-    store = Path(os.environ.get("BENTOML_HOME", ROOT / ".bentoml")).absolute()
-    home = Path(tempfile.mkdtemp(prefix="bench-home-"))
-    (home / "models").symlink_to(store / "models", target_is_directory=True)
-    try:
-        yield {"BENTOML_HOME": str(home)}
-    finally:
-        shutil.rmtree(home, ignore_errors=True)  # removes the link, not the store
-
-
 @contextmanager
 def serving(server: str, env: dict[str, str] | None = None, timeout: float = 240) -> Iterator[Server]:
     """Run one server until the block ends; yields it once ``/readyz`` answers 200."""
-    with own_home() as home:
-        yield from _serving(server, {**home, **(env or {})}, timeout)
+    from fleet.local_server import free_port, running  # not at import: --tiny chooses the store first
 
-
-def _serving(server: str, env: dict[str, str], timeout: float) -> Iterator[Server]:
     port = free_port()
     argv, extra = command(server, port)
-    log_path = Path(tempfile.mkstemp(prefix=f"bench-{server}-", suffix=".log")[1])
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **extra, **env}, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        running = Server(server, f"http://127.0.0.1:{port}", process.pid, log_path)
-        try:
-            wait_ready(process, running.url, log_path, timeout)
-            running.refresh()
-            yield running
-        finally:
-            stop(process)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM the server's group, then SIGKILL whatever is left of it and of its descendants."""
-    below = descendants(process.pid)
-    _signal_group(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        _signal_group(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while (alive := [pid for pid in below if _alive(pid)]) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for pid in alive:
-        _kill(pid)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
-
-
-def _kill(pid: int) -> None:
-    with suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    with running(argv, port, {**extra, **(env or {})}, ROOT, timeout) as local:
+        started = Server(server, local.url, local.pid, local.log)
+        started.refresh()
+        yield started
 
 
 def _alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return state != "Z"
-
-
-def wait_ready(process: subprocess.Popen, url: str, log_path: Path, timeout: float) -> None:
-    """Poll ``/readyz`` until 200; fail early if the server exits, with the end of its log."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited; log {log_path}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} not ready in {timeout} s; log {log_path}")
-        time.sleep(0.5)
 
 
 def descendants(pid: int) -> list[int]:

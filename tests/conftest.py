@@ -7,12 +7,7 @@ are real ``bentoml serve`` processes on a free loopback port.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,54 +23,20 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # The prediction log of every server the tests start (each test that needs its own sets another).
 os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='fleet-test-log-')}/predlog.db"
 
+# Only now: fleet sets a default store when imported.
+from fleet.local_server import bentoml_serve, free_port, running
+
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-BENTOML = Path(sys.executable).parent / "bentoml"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
 def serving(target: str, env: dict[str, str], timeout: float = 180, cwd: Path = ROOT) -> Iterator[str]:
     """Run ``bentoml serve target`` on 127.0.0.1 until the block ends; yields its base URL."""
     port = free_port()
-    log_path = Path(tempfile.mkstemp(prefix="fleet-serve-", suffix=".log")[1])
-    url = f"http://127.0.0.1:{port}"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [str(BENTOML), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            _wait_ready(process, url, log_path, timeout)
-            yield url
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-
-
-def _wait_ready(process: subprocess.Popen, url: str, log_path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited; log: {log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"server not ready in {timeout} s; log: {log_path}")
-        time.sleep(0.5)
+    with running(bentoml_serve(target, port), port, env, cwd, timeout) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")

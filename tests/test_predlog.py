@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
 from fleet import predlog
+from fleet.local_server import free_port
 from fleet.predlog import Prediction, PredictionLog, Spool
-from tests.conftest import free_port
 from tests.postgres import PostgresServer, find_bin, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
