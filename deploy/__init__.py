@@ -1,0 +1,1 @@
+"""Deployment tooling: contract checks, the Helm chart check, image scripts."""
