@@ -10,7 +10,7 @@ export BENTOML_DO_NOT_TRACK := True
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv train serve test cards chart-check bench
+.PHONY: venv train serve test cards chart-check bench build image image-check
 
 venv: $(VENV)/.installed
 
@@ -39,6 +39,18 @@ cards: venv
 ## Offline Helm lint, render and Kubernetes schema validation (dev, prod, canary, broken values).
 chart-check: venv
 	$(PY) deploy/chart_check.py
+
+## Bentos: the all-in-one and one per model, each packing exactly its plan's tags (deploy/image/SIZES.md).
+build: train
+	VENV=$(VENV) deploy/image/build.sh
+
+## An OCI image of the all-in-one bento, without a Docker daemon (podman/buildah; local base image).
+image: build
+	VENV=$(VENV) deploy/image/image.sh
+
+## Run the image on 127.0.0.1 and check the seeds' contracts against the container.
+image-check: venv
+	$(PY) deploy/image/check.py
 
 ## The serving benchmark (about 10 minutes): benchmarks/results.json, RESULTS.md and the plot.
 bench: train
