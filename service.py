@@ -42,6 +42,7 @@ from bentos.topics import handlers as topics
 from bentos.topics import service as topics_service
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
 from fleet import monitoring, report, store
+from fleet.admission import Admission
 from fleet.auth import require_admin
 from fleet.http import BodyLimit, Problem, RequestId, answers_problems, problem_response, versioned_json
 from fleet.predlog import PredictionLog
@@ -238,4 +239,5 @@ class Fleet:
 
 
 Fleet.add_asgi_middleware(BodyLimit)
+Fleet.add_asgi_middleware(Admission)
 Fleet.add_asgi_middleware(RequestId)

@@ -12,10 +12,11 @@ import torch
 from bentos.digits import handlers
 from bentos.digits.model import CnnDigits, SklearnDigits
 from bentos.digits.schemas import DigitPrediction, DigitRequest
+from fleet.admission import Admission
 from fleet.batching import batched
 from fleet.http import BodyLimit, answers_problems
 from fleet.predlog import pixels_form
-from fleet.remote import direct
+from fleet.remote import KEEP_SESSION, direct
 from fleet.serving import VersionedModels, declare_models
 from fleet.versions import ServedVersions
 
@@ -38,7 +39,7 @@ def score(model: Any, images: list[np.ndarray]) -> list[dict]:
             for label, p in zip(labels, scores, strict=True)]
 
 
-@bentoml.service(name="digits-model", workers=1)
+@bentoml.service(name="digits-model", workers=1, **KEEP_SESSION)
 class DigitsModel(VersionedModels):
     """Holds the planned versions of both image models; images arrive decoded to 8×8."""
 
@@ -72,3 +73,4 @@ class Digits:
 
 
 Digits.add_asgi_middleware(BodyLimit)
+Digits.add_asgi_middleware(Admission)

@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from bentos.names import handlers
 from bentos.names.model import NationalityModel
 from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
+from fleet.admission import Admission
 from fleet.batching import batched
 from fleet.http import BodyLimit, answers_problems
-from fleet.remote import call, direct
+from fleet.remote import KEEP_SESSION, call, direct
 from fleet.serving import VersionedModels, declare_models
 from fleet.versions import ServedVersions
 
@@ -31,7 +32,7 @@ def score(model: NationalityModel, names: list[str]) -> list[dict]:
             for labels, log_probs in model.top_n(names, len(model.classes))]
 
 
-@bentoml.service(name="names-model", workers=1)
+@bentoml.service(name="names-model", workers=1, **KEEP_SESSION)
 class NamesModel(VersionedModels):
     """Holds the planned versions; scores whole batches of names, grouped by version."""
 
@@ -67,3 +68,4 @@ class Names:
 
 
 Names.add_asgi_middleware(BodyLimit)
+Names.add_asgi_middleware(Admission)

@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from bentos.topics import handlers
 from bentos.topics.model import TopicModel
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
+from fleet.admission import Admission
 from fleet.batching import batched
 from fleet.http import BodyLimit, answers_problems
-from fleet.remote import direct
+from fleet.remote import KEEP_SESSION, direct
 from fleet.serving import VersionedModels, declare_models
 from fleet.versions import ServedVersions
 
@@ -30,7 +31,7 @@ def score(model: TopicModel, texts: list[str]) -> list[dict]:
     return [{"ranked": ranked} for ranked in model.classify(texts, top_k=len(model.classes))]
 
 
-@bentoml.service(name="topics-model", workers=1)
+@bentoml.service(name="topics-model", workers=1, **KEEP_SESSION)
 class TopicsModel(VersionedModels):
     """Holds the planned versions (encoder, tokenizer and head each); scores batches of texts."""
 
@@ -65,3 +66,4 @@ class Topics:
 
 
 Topics.add_asgi_middleware(BodyLimit)
+Topics.add_asgi_middleware(Admission)
