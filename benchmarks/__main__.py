@@ -19,7 +19,7 @@ from pathlib import Path
 from benchmarks.servers import ROOT, SERVERS
 from benchmarks.targets import MODELS
 
-CLIENTS, RATES = [1, 8, 32, 128], [0.5, 1.0]
+CLIENTS, RATES = [1, 8, 32, 128], [0.5, 1.0, 1.5]  # 1.5: past capacity, to show overload
 FULL = {"duration": 3.0, "warmup": 0.5, "ceiling_s": 1.0, "concurrency": CLIENTS, "rates": RATES}
 QUICK = {"duration": 1.0, "warmup": 0.3, "ceiling_s": 0.2, "concurrency": CLIENTS, "rates": RATES}
 
