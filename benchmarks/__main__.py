@@ -32,7 +32,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="measured seconds per point (3; quick 1)")
     parser.add_argument("--warmup", type=float, help="unmeasured seconds before each point (0.5; quick 0.3)")
     parser.add_argument("--concurrency", type=int, nargs="+", help="closed-loop clients (1 8 32 128)")
-    parser.add_argument("--rates", type=float, nargs="+", help="open-loop rates, fractions of batched peak")
+    parser.add_argument("--rates", type=float, nargs="+",
+                        help="open-loop rates, fractions of each server's closed-loop peak (0.5 1 1.5)")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds before a request is an error")
     parser.add_argument("--ceiling-s", type=float, help="seconds per batch size in process (full 1)")
     parser.add_argument("--burst-s", type=float, help="seconds at concurrency 1 after the burst (= duration)")

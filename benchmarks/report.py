@@ -205,7 +205,7 @@ def run_header(results: dict[str, Any]) -> list[str]:
         f"commit {str(v.get('git_commit'))[:10]} with {len(v.get('uncommitted_files', []))} files changed.",
         "",
         f"Each point: {s.get('warmup_s')} s warm-up, {s.get('duration_s')} s measured; open loop at "
-        f"{', '.join(f'{100 * r:.0f} %' for r in s.get('rates', []))} of the batched closed-loop peak "
+        f"{', '.join(f'{100 * r:.0f} %' for r in s.get('rates', []))} of each server's own closed-loop peak "
         f"(latency from the scheduled send time); timeout {s.get('timeout_s')} s. Models: "
         + ", ".join(f"{k}" for k in v.get("models", {}).values()) + ".",
     ]
