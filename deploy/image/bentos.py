@@ -116,7 +116,7 @@ def sizes(out: Path, tags: list[str]) -> None:
         "  moves between machines or to a registry) and how long that took; `EXPORT=1 make build` only.",
         "",
         "Python packages are not in a bento (only `env/python/requirements.txt`); they are installed into",
-        "the image (see README.md in this folder for the image size).",
+        "the image (`make image`; its size and build time are in README.md, Deploying).",
         "",
         "| bento | models | bento dir | models | dir + models | export |",
         "|---|---:|---:|---:|---:|---:|",
