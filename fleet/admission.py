@@ -59,6 +59,8 @@ class Admission:
             await self.app(scope, receive, send)
         finally:
             del backlog.started[request]
+            if not backlog.started:  # forget idle routes: a path is any string a caller sends
+                self.backlogs.pop(path, None)
 
     async def _refuse(self, send: Send, path: str, in_flight: int) -> None:
         detail = (f"{path} is past capacity: {in_flight} requests in flight and the oldest has waited "

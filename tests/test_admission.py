@@ -55,8 +55,20 @@ def test_under_capacity_nothing_is_refused() -> None:
     assert {status for status, _ in answers} == {200}
 
 
-def test_admin_and_health_routes_are_never_guarded() -> None:
+async def staggered(app: Admission, path: str, count: int = 16) -> list[int]:
+    calls = []
+    for _ in range(count):
+        calls.append(asyncio.ensure_future(call(app, path)))
+        await asyncio.sleep(0.01)
+    return [status for status, _ in await asyncio.gather(*calls)]
+
+
+def test_admin_and_health_routes_are_never_refused() -> None:
+    for path in ("/admin/routing", "/readyz", "/metrics"):
+        app = slow_model()
+        app.budget_s = 0.001
+        assert set(asyncio.run(staggered(app, path))) == {200}, path
     app = slow_model()
-    for path in ("/admin/routing", "/readyz", "/metrics", "/names/get_prediction"):
-        asyncio.run(call(app, path))
-    assert list(app.backlogs) == ["/names/get_prediction"]
+    app.budget_s = 0.001
+    assert 503 in asyncio.run(staggered(app, "/names/get_prediction"))
+    assert app.backlogs == {}  # idle routes are forgotten
