@@ -4,8 +4,8 @@ BentoML 1.4.39 renews its client session to a dependency every 100 requests (and
 closes the old one while requests are still in flight on it; those fail with
 ``ServerDisconnectedError`` or ``Connector is closed`` (5-8 % of requests at 32 concurrent clients;
 at 128, retries ran out too: 127 of ~7,000 answered 500; bentoml/BentoML#4971). Model services
-declare ``KEEP_SESSION`` so their callers keep one session, and a dropped connection is still retried
-on a new one; scoring is a pure function of its input, so a retry is safe.
+declare ``fleet.serving.MODEL_SERVICE`` so their callers keep one session, and a dropped connection
+is still retried on a new one; scoring is a pure function of its input, so a retry is safe.
 """
 
 from __future__ import annotations
@@ -19,9 +19,6 @@ import aiohttp
 from fleet.http import Problem
 
 ATTEMPTS = 3
-# ``@bentoml.service(**KEEP_SESSION)`` on a model service: callers renew their session to it never
-# by count and once a week by age, instead of every 100 requests with requests in flight.
-KEEP_SESSION: dict[str, Any] = {"runner_connection": {"max_requests": 2**31 - 1, "max_age": 7 * 86400.0}}
 logger = logging.getLogger(__name__)
 
 # ``score(method, inputs) -> outputs``: one model's scoring, already bound to its routing.

@@ -17,6 +17,19 @@ from fleet.routing import Gate, route
 from fleet.training import TrainingRun
 from fleet.versions import ServedVersions
 
+# ``@bentoml.service(name=..., **MODEL_SERVICE)`` for every model service:
+# - one worker: each holds a copy of the model, and on small machines a second one only competes
+#   with the gateway for cores (benchmarks/RESULTS.md);
+# - callers keep one session to it (renewed weekly) instead of BentoML's renewal every 100 requests,
+#   which closed calls in flight (fleet/remote.py);
+# - no access log: the gateway logs every request already; the internal hop's log cost 5-10 % of
+#   throughput at 8-32 clients on names and digits.
+MODEL_SERVICE: dict[str, Any] = {
+    "workers": 1,
+    "runner_connection": {"max_requests": 2**31 - 1, "max_age": 7 * 86400.0},
+    "logging": {"access": {"enabled": False}},
+}
+
 
 def declare_models(service: Any, *models: str) -> None:
     """Record every tag the plan names for ``models`` on the service, so ``bentoml build`` packs them."""

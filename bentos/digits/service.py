@@ -16,8 +16,8 @@ from fleet.admission import Admission
 from fleet.batching import batched
 from fleet.http import BodyLimit, answers_problems
 from fleet.predlog import pixels_form
-from fleet.remote import KEEP_SESSION, direct
-from fleet.serving import VersionedModels, declare_models
+from fleet.remote import direct
+from fleet.serving import MODEL_SERVICE, VersionedModels, declare_models
 from fleet.versions import ServedVersions
 
 SMOKE = [np.zeros((8, 8))]
@@ -39,7 +39,7 @@ def score(model: Any, images: list[np.ndarray]) -> list[dict]:
             for label, p in zip(labels, scores, strict=True)]
 
 
-@bentoml.service(name="digits-model", workers=1, **KEEP_SESSION)
+@bentoml.service(name="digits-model", **MODEL_SERVICE)
 class DigitsModel(VersionedModels):
     """Holds the planned versions of both image models; images arrive decoded to 8×8."""
 

@@ -22,9 +22,9 @@ from fleet.admission import Admission
 from fleet.auth import require_admin
 from fleet.batching import batched
 from fleet.http import BodyLimit, answers_problems
-from fleet.remote import KEEP_SESSION, direct
+from fleet.remote import direct
 from fleet.routing import route
-from fleet.serving import VersionedModels, adopt_in_place, declare_models
+from fleet.serving import MODEL_SERVICE, VersionedModels, adopt_in_place, declare_models
 from fleet.versions import ServedVersions
 
 
@@ -37,7 +37,7 @@ def score(model: ApprovalModel, applications: list[dict]) -> list[dict]:
     return [{"approved": int(p > 0.5), "probability": round(float(p), 6)} for p in proba]
 
 
-@bentoml.service(name="loans-model", workers=1, **KEEP_SESSION)
+@bentoml.service(name="loans-model", **MODEL_SERVICE)
 class LoansModel(VersionedModels):
     """Holds the planned versions; scores whole batches of applications, grouped by version."""
 

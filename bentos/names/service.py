@@ -13,8 +13,8 @@ from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
 from fleet.admission import Admission
 from fleet.batching import batched
 from fleet.http import BodyLimit, answers_problems
-from fleet.remote import KEEP_SESSION, call, direct
-from fleet.serving import VersionedModels, declare_models
+from fleet.remote import call, direct
+from fleet.serving import MODEL_SERVICE, VersionedModels, declare_models
 from fleet.versions import ServedVersions
 
 
@@ -32,7 +32,7 @@ def score(model: NationalityModel, names: list[str]) -> list[dict]:
             for labels, log_probs in model.top_n(names, len(model.classes))]
 
 
-@bentoml.service(name="names-model", workers=1, **KEEP_SESSION)
+@bentoml.service(name="names-model", **MODEL_SERVICE)
 class NamesModel(VersionedModels):
     """Holds the planned versions; scores whole batches of names, grouped by version."""
 

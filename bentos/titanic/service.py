@@ -14,9 +14,9 @@ from fleet.admission import Admission
 from fleet.auth import require_admin
 from fleet.batching import batched
 from fleet.http import BodyLimit, problem_response, versioned_json
-from fleet.remote import KEEP_SESSION, direct
+from fleet.remote import direct
 from fleet.routing import route
-from fleet.serving import VersionedModels, adopt_in_place, declare_models
+from fleet.serving import MODEL_SERVICE, VersionedModels, adopt_in_place, declare_models
 from fleet.versions import ServedVersions
 
 
@@ -29,7 +29,7 @@ def score(model: SurvivalModel, passengers: list[dict]) -> list[dict]:
     return [{"survived": int(p > 0.5), "probability": round(float(p), 6)} for p in proba]
 
 
-@bentoml.service(name="titanic-model", workers=1, **KEEP_SESSION)
+@bentoml.service(name="titanic-model", **MODEL_SERVICE)
 class TitanicModel(VersionedModels):
     """Holds the planned versions; scores whole batches of passengers, grouped by version."""
 

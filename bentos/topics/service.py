@@ -13,8 +13,8 @@ from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
 from fleet.admission import Admission
 from fleet.batching import batched
 from fleet.http import BodyLimit, answers_problems
-from fleet.remote import KEEP_SESSION, direct
-from fleet.serving import VersionedModels, declare_models
+from fleet.remote import direct
+from fleet.serving import MODEL_SERVICE, VersionedModels, declare_models
 from fleet.versions import ServedVersions
 
 
@@ -31,7 +31,7 @@ def score(model: TopicModel, texts: list[str]) -> list[dict]:
     return [{"ranked": ranked} for ranked in model.classify(texts, top_k=len(model.classes))]
 
 
-@bentoml.service(name="topics-model", workers=1, **KEEP_SESSION)
+@bentoml.service(name="topics-model", **MODEL_SERVICE)
 class TopicsModel(VersionedModels):
     """Holds the planned versions (encoder, tokenizer and head each); scores batches of texts."""
 
