@@ -48,11 +48,11 @@ class DigitsModel(VersionedModels):
         self.served = {"digits_sklearn": ServedVersions("digits_sklearn", SklearnDigits.load, score, SMOKE),
                        "digits_cnn": ServedVersions("digits_cnn", CnnDigits.load, score, SMOKE)}
 
-    @bentoml.api(**batched("digits"))
+    @bentoml.api(**batched("digits_sklearn"))
     def predict_sklearn(self, items: list[dict]) -> list[dict]:
         return self.served["digits_sklearn"].run(items)
 
-    @bentoml.api(**batched("digits"))
+    @bentoml.api(**batched("digits_cnn"))
     def predict_cnn(self, items: list[dict]) -> list[dict]:
         return self.served["digits_cnn"].run(items)
 
