@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.servers import ROOT, SERVERS
+from benchmarks.servers import DEFAULT_SERVERS, ROOT, SERVERS
 from benchmarks.targets import MODELS
 
 CLIENTS, RATES = [1, 8, 32, 128], [0.5, 1.0, 1.5]  # 1.5: past capacity, to show overload
@@ -28,7 +28,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(DEFAULT_SERVERS),
+                        help="unlogged: the batched gateway without the prediction log")
     parser.add_argument("--duration", type=float, help="measured seconds per point (3; quick 1)")
     parser.add_argument("--warmup", type=float, help="unmeasured seconds before each point (0.5; quick 0.3)")
     parser.add_argument("--concurrency", type=int, nargs="+", help="closed-loop clients (1 8 32 128)")

@@ -15,7 +15,7 @@ PLOT = "latency_vs_throughput.png"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 FAST_TARGET = ("names", "digits_cnn", "topics")  # ≥ 3× FastAPI expected
 SERVICE = {"digits_sklearn": "digits", "digits_cnn": "digits"}
-COLOURS = {"batched": "tab:blue", "unbatched": "tab:orange", "fastapi": "tab:green"}
+COLOURS = {"batched": "tab:blue", "unbatched": "tab:orange", "fastapi": "tab:green", "unlogged": "tab:purple"}
 
 
 def write(results: dict[str, Any], out: Path) -> None:

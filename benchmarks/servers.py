@@ -17,7 +17,10 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TICKS = os.sysconf("SC_CLK_TCK")
-SERVERS = ("batched", "unbatched", "fastapi")
+# "unlogged": the batched gateway with FLEET_PREDICTION_LOG=off, to measure what the log costs in the
+# same run (`--servers batched unlogged`); not part of `make bench`'s default set.
+SERVERS = ("batched", "unbatched", "fastapi", "unlogged")
+DEFAULT_SERVERS = SERVERS[:3]
 # The model service that scores each benchmarked model (its process is found by --service-name).
 MODEL_SERVICE = {"names": "names-model", "loans": "loans-model", "digits_sklearn": "digits-model",
                  "digits_cnn": "digits-model", "topics": "topics-model", "titanic": "titanic-model"}
@@ -59,8 +62,10 @@ def command(server: str, port: int) -> tuple[list[str], dict[str, str]]:
     if server == "fastapi":
         return [str(BIN / "python"), "-m", "uvicorn", "benchmarks.baseline_app:app", "--no-access-log",
                 "--log-level", "warning", *address], {}
-    batching = "off" if server == "unbatched" else "on"
-    return [str(BIN / "bentoml"), "serve", "service:Fleet", *address], {"FLEET_BATCHING": batching}
+    env = {"FLEET_BATCHING": "off" if server == "unbatched" else "on"}
+    if server == "unlogged":
+        env["FLEET_PREDICTION_LOG"] = "off"
+    return [str(BIN / "bentoml"), "serve", "service:Fleet", *address], env
 
 
 def batch_totals(server: Server, model: str) -> tuple[float, float] | None:
