@@ -40,8 +40,8 @@ class Gate(BaseModel):
                 "passed": ours >= theirs - self.tolerance}
 
 
-class Route(BaseModel):
-    """The routing plan of one model."""
+class Serving(BaseModel):
+    """What answers for one model: what an admin sets, and the core of its routing plan."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -49,18 +49,23 @@ class Route(BaseModel):
     canary: str | None = None
     canary_weight: Annotated[float, Field(ge=0, le=100)] = 0
     shadow: str | None = None
-    previous: list[str] = Field(default_factory=list)
-    allow_pinning: bool = True
-    gate: Gate = Field(default_factory=Gate)
 
     @model_validator(mode="after")
-    def _tags_are_well_formed(self) -> Route:
+    def _tags_are_well_formed(self) -> Serving:
         _check_tags(self.served_tags())
         return self
 
     def served_tags(self) -> list[str]:
         """Stable, canary and shadow: the tags that must be loaded, in that order, without repeats."""
         return list(dict.fromkeys(t for t in (self.stable, self.canary, self.shadow) if t))
+
+
+class Route(Serving):
+    """The routing plan of one model: what serves, the rollback history and the retraining gate."""
+
+    previous: list[str] = Field(default_factory=list)
+    allow_pinning: bool = True
+    gate: Gate = Field(default_factory=Gate)
 
     def kept_tags(self) -> list[str]:
         """What a model service holds for this route: the served tags and the rollback target."""
@@ -73,20 +78,8 @@ class Route(BaseModel):
         return self.stable, "stable"
 
 
-class RouteChange(BaseModel):
+class RouteChange(Serving):
     """What ``PUT /admin/routing/{model}`` may set; history and gate stay as they are."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    stable: str
-    canary: str | None = None
-    canary_weight: Annotated[float, Field(ge=0, le=100)] = 0
-    shadow: str | None = None
-
-    @model_validator(mode="after")
-    def _tags_are_well_formed(self) -> RouteChange:
-        _check_tags([t for t in (self.stable, self.canary, self.shadow) if t])
-        return self
 
     def applied_to(self, current: Route) -> Route:
         """The new route; a new stable pushes the old one onto ``previous`` for rollback."""
