@@ -45,13 +45,12 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from fleet import PROJECT_ROOT
+from fleet.paths import state_dir
 
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "predlog_alembic_version"
-DEFAULT_PATH = PROJECT_ROOT / "var" / "predlog.db"
 ROLES = ("stable", "canary", "shadow", "pinned")
 ANSWERED = ("stable", "canary", "pinned")  # roles whose output reached the caller
 MAX_FIELD_CHARS = 64 * 1024
@@ -211,11 +210,12 @@ def _as_prediction(row: Prediction | Mapping[str, Any]) -> Prediction:
 
 
 def database_url(explicit: str | os.PathLike | None = None) -> str:
-    """``explicit``, else ``DATABASE_URL``, else the SQLite file ``var/predlog.db`` in the project.
+    """``explicit``, else ``DATABASE_URL``, else the SQLite file ``predlog.db`` in the state folder
+    (``var/`` in a source checkout, under ``$BENTOML_HOME`` in a bento: ``fleet.paths``).
 
     A plain path means SQLite; ``postgres://``/``postgresql://`` mean psycopg 3 (psycopg2 is absent).
     """
-    url = str(explicit or os.environ.get("DATABASE_URL") or DEFAULT_PATH)
+    url = str(explicit or os.environ.get("DATABASE_URL") or state_dir() / "predlog.db")
     if "://" not in url:
         return f"sqlite:///{Path(url).resolve()}"
     for prefix in ("postgres://", "postgresql://"):
@@ -561,7 +561,7 @@ class PredictionLog:
         database = self.engine.url.database
         if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
             return Path(f"{database}.spool")
-        return DEFAULT_PATH.parent / "predlog-spool"
+        return state_dir() / "predlog-spool"
 
     # -- writing ------------------------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fleet import PROJECT_ROOT, store
+from fleet import PROJECT_ROOT, SOURCE_CHECKOUT, store
+from fleet.paths import state_dir
 
 DEFAULT_PLAN = PROJECT_ROOT / "deploy" / "routing.yaml"
 Role = Literal["stable", "canary", "shadow", "pinned"]
@@ -105,7 +106,20 @@ def sticky_percent(model: str, key: str | None) -> float:
 
 
 def plan_path() -> Path:
-    return Path(os.environ.get("FLEET_ROUTING") or DEFAULT_PLAN)
+    """The plan in force: ``FLEET_ROUTING``, else in a bento the plan its last change wrote (its packed
+    ``deploy/routing.yaml`` is read-only in the image) if there is one, else ``deploy/routing.yaml``."""
+    if os.environ.get("FLEET_ROUTING"):
+        return Path(os.environ["FLEET_ROUTING"])
+    written = _written_plan()
+    return written if written.exists() else DEFAULT_PLAN
+
+
+def _written_plan() -> Path:
+    """Where a change of the plan is written: ``FLEET_ROUTING``, the project's plan in a source checkout,
+    else the state folder (``fleet.paths``)."""
+    if os.environ.get("FLEET_ROUTING"):
+        return Path(os.environ["FLEET_ROUTING"])
+    return DEFAULT_PLAN if SOURCE_CHECKOUT else state_dir() / "routing.yaml"
 
 
 def load_plan(path: Path | None = None) -> dict[str, Route]:
@@ -116,7 +130,8 @@ def load_plan(path: Path | None = None) -> dict[str, Route]:
 
 def save_plan(plan: dict[str, Route], path: Path | None = None) -> None:
     """Write the plan atomically (a reader never sees half a file)."""
-    path = path or plan_path()
+    path = path or _written_plan()
+    path.parent.mkdir(parents=True, exist_ok=True)
     body = {name: {"stable": route.stable, **route.model_dump(exclude_defaults=True),
                    "gate": route.gate.model_dump()} for name, route in plan.items()}
     text = "# Written by Bento Fleet's routing tools; see README \"Rolling out a new version\".\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +16,10 @@ import pytest
 import yaml
 
 from deploy.contract_check import MODELS, check
-from fleet.local_server import BENTOML
+from deploy.pod_runtime import pod_runtime, read_only_root
+from fleet.local_server import BENTOML, bentoml_serve, free_port, running
 from fleet.routing import load_plan
-from tests.conftest import ADMIN, ADMIN_TOKEN, ROOT, serving
+from tests.conftest import ADMIN, ADMIN_TOKEN, ROOT
 
 SOURCES = ["service.py", "bentofile.yaml", "requirements.txt", "bentos", "fleet", "data",
            "deploy/routing.yaml"]
@@ -58,13 +60,52 @@ def test_the_bento_packs_exactly_the_planned_models_and_no_training_code(
         assert training_only not in requirements
 
 
+def can_make_root_read_only() -> str | None:
+    """Why the pod's read-only root cannot be emulated here, or None when it can."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return "needs root and unshare (util-linux) for a private mount namespace"
+    probe = subprocess.run(read_only_root(["true"], [Path(tempfile.gettempdir())], []), capture_output=True,
+                           text=True, timeout=30)
+    return None if probe.returncode == 0 else f"unshare --mount failed: {probe.stderr.strip()[-300:]}"
+
+
 @pytest.fixture(scope="module")
 def served_bento(bento: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """``bentoml serve <tag>`` from an empty directory, with no plan given: the bento's own plan serves."""
+    """``bentoml serve <tag>`` from an empty directory, as the chart's pod runs it: the prod values'
+    environment, a read-only root filesystem with only /tmp and BENTOML_HOME writable, the bento and its
+    models read-only, no plan and no database given (the bento's own plan serves, the log is SQLite)."""
+    why_not = can_make_root_read_only()
+    if why_not:
+        pytest.fail(f"cannot run the bento as the chart's pod does: {why_not}")
+    pod = pod_runtime("prod")
+    assert pod.read_only_root and "/tmp" in pod.writable
     elsewhere = tmp_path_factory.mktemp("elsewhere")
-    env = {"FLEET_ROUTING": "", "FLEET_ADMIN_TOKEN": ADMIN_TOKEN}
-    with serving(bento, env, cwd=elsewhere) as url, httpx.Client(base_url=url, timeout=60) as client:
+    store = Path(bentoml.get(bento).path).parents[2]  # $BENTOML_HOME/bentos/<name>/<version>
+    port = free_port()
+    env = {**pod.env, "FLEET_ROUTING": "", "DATABASE_URL": "", "FLEET_ADMIN_TOKEN": ADMIN_TOKEN}
+    env.pop("BENTOML_HOME")  # a fresh writable home per server (fleet.local_server), as the emptyDir is
+    argv = read_only_root(bentoml_serve(bento, port), writable=[Path(tempfile.gettempdir())],
+                          read_only=[store / "bentos", store / "models"])
+    with running(argv, port, env, cwd=elsewhere) as server, \
+            httpx.Client(base_url=server.url, timeout=60) as client:
         yield client
+
+
+def test_the_bento_starts_predicts_logs_and_changes_its_plan_on_a_read_only_root(
+    served_bento: httpx.Client,
+) -> None:
+    """The pod's security context: everything the server writes goes to BENTOML_HOME or /tmp."""
+    answer = served_bento.post("/titanic/predict", json=[{"Sex": "female", "Pclass": 1}],
+                               headers={"X-Request-ID": "read-only-root"})
+    assert answer.status_code == 200, answer.text
+    logged = served_bento.get("/admin/predictions", params={"request_id": "read-only-root"}, headers=ADMIN)
+    assert logged.status_code == 200 and [row["model"] for row in logged.json()] == ["titanic"]
+    stable = served_bento.get("/admin/routing", headers=ADMIN).json()["titanic"]["stable"]
+    changed = served_bento.put("/admin/routing/titanic", json={"stable": stable, "shadow": stable},
+                               headers=ADMIN)
+    assert changed.status_code == 200, changed.text
+    assert served_bento.get("/admin/routing", headers=ADMIN).json()["titanic"]["shadow"] == stable
+    assert served_bento.get("/admin/report", headers=ADMIN).status_code == 200
 
 
 def test_the_built_bento_serves_its_plan_and_the_contracts(

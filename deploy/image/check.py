@@ -1,8 +1,10 @@
-"""``make image-check``: run the image ``make image`` built, on 127.0.0.1, and check the seeds' contracts
-against the container, not the source tree.
+"""``make image-check``: run the image ``make image`` built, on 127.0.0.1, the way the Helm chart runs it
+(dev and prod values: user, read-only root, writable mounts, capabilities, environment, all read from
+the rendered chart by ``deploy/pod_runtime.py``), and check the seeds' contracts against the container.
 
 Measures start-to-ready (``podman run`` until ``/readyz`` answers 200), checks the container runs as a
-non-root user and that its HEALTHCHECK passes, then runs ``deploy/contract_check.py`` against it. The
+non-root user and that its HEALTHCHECK passes, runs ``deploy/contract_check.py`` against it, then
+changes the routing plan and predicts once more (the plan is written where the pod can write). The
 figures go to deploy/image/.last-check.json and the terminal. Exits 1 when anything fails; exits 0 with
 a ``skipped`` reason when no container tool works here (say so when reporting).
 
@@ -25,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))  # run as a script from anywhere
 
 from deploy.contract_check import check  # noqa: E402
+from deploy.pod_runtime import SECRET_STAND_IN, pod_runtime, podman_flags  # noqa: E402
 from fleet.local_server import free_port  # noqa: E402
 
 TOKEN = "image-check-token"  # a throw-away admin token for this container only
@@ -47,12 +50,27 @@ def wait_ready(url: str, container: str, timeout: float) -> None:
     raise RuntimeError(f"not ready in {timeout} s:\n{podman('logs', '--tail', '40', container).stdout}")
 
 
-def run_checks(image: str) -> dict:
-    port, name = free_port(), f"fleet-image-check-{os.getpid()}"
+def change_plan_and_predict(url: str) -> str:
+    """A routing change (written back where the pod can write) and a prediction after it: "ok" or why not."""
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    stable = httpx.get(f"{url}/admin/routing", headers=admin, timeout=30).json()["titanic"]["stable"]
+    changed = httpx.put(f"{url}/admin/routing/titanic", json={"stable": stable, "shadow": stable},
+                        headers=admin, timeout=60)
+    if changed.status_code != 200:
+        return f"routing change answered {changed.status_code}: {changed.text[:300]}"
+    answer = httpx.post(f"{url}/titanic/predict", json=[{"Sex": "female", "Pclass": 1}], timeout=30)
+    if answer.status_code != 200:
+        return f"prediction answered {answer.status_code}: {answer.text[:300]}"
+    return "ok"
+
+
+def run_checks(image: str, values_set: str) -> dict:
+    port, name = free_port(), f"fleet-image-check-{values_set}-{os.getpid()}"
     url = f"http://127.0.0.1:{port}"
+    pod = pod_runtime(values_set)
     started = time.monotonic()
-    run = podman("run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:3000",
-                 "-e", f"FLEET_ADMIN_TOKEN={TOKEN}", image)
+    run = podman("run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:{pod.port}",
+                 *podman_flags(pod, {SECRET_STAND_IN: TOKEN}), image)
     if run.returncode != 0:
         raise RuntimeError(f"podman run failed: {run.stderr[-2000:]}")
     try:
@@ -62,10 +80,10 @@ def run_checks(image: str) -> dict:
         health = podman("healthcheck", "run", name)
         contracts = check(url)
         routing = httpx.get(f"{url}/admin/routing", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-        return {"image": image, "start_to_ready_s": round(ready_s, 1), "uid": user,
+        return {"image": image, "values": values_set, "start_to_ready_s": round(ready_s, 1), "uid": user,
                 "healthcheck": "healthy" if health.returncode == 0 else health.stderr.strip()[-300:],
                 "serving": {model: route["stable"] for model, route in routing.json().items()},
-                "contracts": contracts}
+                "contracts": contracts, "plan_change": change_plan_and_predict(url)}
     finally:
         podman("stop", "-t", "10", name, timeout=60)
 
@@ -80,11 +98,12 @@ def main() -> int:
     if not image or podman("image", "exists", image).returncode != 0:
         print(f"no image {image or '(none built)'}: run make image first", file=sys.stderr)
         return 1
-    result = run_checks(image)
-    (HERE / ".last-check.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    ok = (result["uid"] not in ("", "0") and result["healthcheck"] == "healthy"
-          and all(verdict == "ok" for verdict in result["contracts"].values()))
+    results = [run_checks(image, values_set) for values_set in ("dev", "prod")]
+    (HERE / ".last-check.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    ok = all(result["uid"] not in ("", "0") and result["healthcheck"] == "healthy"
+             and result["plan_change"] == "ok"
+             and all(verdict == "ok" for verdict in result["contracts"].values()) for result in results)
     print("image check passed" if ok else "image check FAILED")
     return 0 if ok else 1
 
