@@ -1,7 +1,8 @@
 """Bento Fleet: every model behind one gateway, each route under the model's name.
 
-``bentoml serve service:Fleet`` starts this gateway plus one batching service per model (each its own
-process, called over a local socket). The routes are the seeds' contracts, prefixed: ``/names/…``,
+``bentoml serve service:Fleet`` starts this gateway with one worker per core (``FLEET_WORKERS``); each
+worker holds every planned model version and batches each model's requests itself, so no request
+crosses a second process. The routes are the seeds' contracts, prefixed: ``/names/…``,
 ``/loans/…``, ``/digits/…``, ``/topics/…``, ``/titanic/…``; the handlers are shared with each model's
 own bento (``bentos/<model>/service.py``), so a contract is written once. The gateway routes each
 request to a version (stable, sticky canary, pin, shadow copy) and serves the admin API (``/admin/…``).
@@ -12,17 +13,15 @@ from __future__ import annotations
 import asyncio
 import os
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import bentoml
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 
 from bentos.digits import handlers as digits
-from bentos.digits import service as digits_service
 from bentos.digits.schemas import DigitPrediction, DigitRequest
 from bentos.loans import handlers as loans
-from bentos.loans import service as loans_service
 from bentos.loans.schemas import (
     NO_PARAMS,
     Application,
@@ -33,54 +32,45 @@ from bentos.loans.schemas import (
     TrainResult,
 )
 from bentos.names import handlers as names
-from bentos.names import service as names_service
 from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
+from bentos.registry import SPECS
 from bentos.titanic import handlers as titanic
-from bentos.titanic import service as titanic_service
 from bentos.titanic.schemas import Passengers, PipelineResult, SurvivalPredictions
 from bentos.topics import handlers as topics
-from bentos.topics import service as topics_service
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
-from fleet import monitoring, report, store
+from fleet import monitoring, plan_sync, report, store
 from fleet.admission import Admission
 from fleet.auth import require_admin
 from fleet.http import BodyLimit, Problem, RequestId, answers_problems, problem_response, versioned_json
 from fleet.predlog import PredictionLog
-from fleet.remote import call
-from fleet.routing import Route, RouteChange
-from fleet.traffic import Served, Traffic
+from fleet.routing import RouteChange
+from fleet.serving import SERVICE, declare_models, follow_plan, limit_threads, worker_index
+from fleet.traffic import Traffic
 
 # Routes BentoML cannot declare itself (GET and PUT, the admin API), mounted on the gateway.
 routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
-@bentoml.service(name="fleet", traffic={"timeout": 300})
+@bentoml.service(name="fleet", **SERVICE)
 @bentoml.asgi_app(routes)
 class Fleet:
-    """The gateway: validates, routes to a version, calls the model services (which batch), answers."""
+    """The gateway: validates, routes to a version, scores in this worker (batched), logs, answers.
 
-    names_model = bentoml.depends(names_service.NamesModel)
-    loans_model = bentoml.depends(loans_service.LoansModel)
-    digits_model = bentoml.depends(digits_service.DigitsModel)
-    topics_model = bentoml.depends(topics_service.TopicsModel)
-    titanic_model = bentoml.depends(titanic_service.TitanicModel)
+    Every worker holds every planned version of every model; plan changes reach all of them.
+    """
 
     def __init__(self) -> None:
-        # SQLite in var/ by default, PostgreSQL when DATABASE_URL is set; FLEET_PREDICTION_LOG=off turns it
-        # off (the benchmark measures what logging costs that way).
+        limit_threads()
+        # SQLite in the state folder by default, PostgreSQL when DATABASE_URL is set;
+        # FLEET_PREDICTION_LOG=off turns it off (the benchmark measures what logging costs that way).
         logging_on = os.environ.get("FLEET_PREDICTION_LOG", "on").lower() != "off"
-        self.log = PredictionLog() if logging_on else None
-        self.traffic = Traffic({
-            "names": Served(self.names_model, names_service.label, names_service.loggable),
-            "loans": Served(self.loans_model, loans_service.label),
-            "digits_sklearn": Served(self.digits_model, digits_service.label, digits_service.loggable),
-            "digits_cnn": Served(self.digits_model, digits_service.label, digits_service.loggable),
-            "topics": Served(self.topics_model, topics_service.label, topics_service.loggable),
-            "titanic": Served(self.titanic_model, titanic_service.label),
-        }, self.log)
+        journal = os.environ.get("FLEET_PREDLOG_JOURNAL", "on").lower() != "off"
+        self.log = PredictionLog(journal=journal) if logging_on else None
+        self.traffic = Traffic(SPECS, self.log, worker=worker_index())
 
     @bentoml.on_startup
-    async def _watch_accuracy(self) -> None:
+    async def _start_watching(self) -> None:
+        self._following = follow_plan(self.traffic)
         if self.log is not None:
             self._accuracy = asyncio.get_running_loop().create_task(monitoring.refresh_accuracy(self.log))
 
@@ -97,7 +87,7 @@ class Fleet:
     # names (seed 000)
     @routes.get("/names/check_service")
     async def names_check_service(self) -> ServiceCheck:
-        return names.check_service(store.parse_tag(self.traffic.plan["names"].stable)[1])
+        return versioned_json(names.check_service(self.traffic.stable_version("names")))
 
     @bentoml.api(route="/names/get_prediction")
     @answers_problems
@@ -122,8 +112,7 @@ class Fleet:
         self, params: TrainParams = NO_PARAMS, /, ctx: bentoml.Context = None
     ) -> TrainResult:
         require_admin(ctx.request.headers, "/loans/train")
-        gate = self.traffic.plan["loans"].gate
-        return await loans.train(self.loans_model, params, ctx, gate, self._adopter("loans"))
+        return await loans.train(self.traffic, params, ctx)
 
     # digits (seed 002)
     @bentoml.api(route="/digits/predict")
@@ -155,14 +144,7 @@ class Fleet:
     @problem_response
     async def titanic_run_pipeline(self, request: Request) -> PipelineResult:
         require_admin(request.headers, "/titanic/run-pipeline")
-        gate = self.traffic.plan["titanic"].gate
-        return versioned_json(await titanic.run_pipeline(self.titanic_model, gate, self._adopter("titanic")))
-
-    def _adopter(self, model: str) -> Any:
-        async def adopt(tag: str) -> Route:
-            return await self.traffic.adopt(model, tag)
-
-        return adopt
+        return versioned_json(await titanic.run_pipeline(self.traffic))
 
     # monitoring: ground truth in, live accuracy, drift and the report out
     @routes.post("/{model}/feedback")
@@ -209,10 +191,11 @@ class Fleet:
     @problem_response
     async def admin_routing(self, request: Request) -> dict:
         require_admin(request.headers, "/admin/routing")
-        loaded = {}
-        for service in dict.fromkeys(self.traffic.services.values()):
-            loaded |= await call(service, "serving")
-        return {name: {**route.model_dump(), "loaded": loaded.get(name, {}).get("loaded", [])}
+        workers = plan_sync.workers()
+        return {name: {**route.model_dump(), "loaded": self.traffic.loaded()[name],
+                       "workers": [{"worker": w["worker"], "revision": w["revision"],
+                                    "loaded": w["loaded"].get(name, []), "error": w["errors"].get(name)}
+                                   for w in workers]}
                 for name, route in self.traffic.plan.items()}
 
     @routes.put("/admin/routing/{model}")
@@ -221,9 +204,7 @@ class Fleet:
         self, request: Request, model: str, change: Annotated[RouteChange, Body()]
     ) -> dict:
         require_admin(request.headers, f"/admin/routing/{model}")
-        current = self.traffic.plan.get(model)
-        route = change.applied_to(current) if current else None
-        return (await self.traffic.change(model, route)).model_dump()
+        return (await self.traffic.change(model, change.applied_to)).model_dump()
 
     @routes.post("/admin/routing/{model}/promote")
     @problem_response
@@ -238,6 +219,7 @@ class Fleet:
         return (await self.traffic.rollback(model)).model_dump()
 
 
+declare_models(Fleet, *SPECS)
 Fleet.add_asgi_middleware(BodyLimit)
 Fleet.add_asgi_middleware(Admission)
 Fleet.add_asgi_middleware(RequestId)

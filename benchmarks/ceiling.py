@@ -26,7 +26,7 @@ def measure(model: str, budget_s: float, sizes: tuple[int, ...] = BATCH_SIZES) -
     if threads is not None:
         import torch
 
-        torch.set_num_threads(threads)  # as the model service sets it
+        torch.set_num_threads(threads)  # as a serving worker sets it (fleet.serving.limit_threads)
     score = scorer(model)
     by_size = {size: items_per_second(score, batch_inputs(model, size), size, budget_s) for size in sizes}
     best = max(by_size, key=by_size.__getitem__)

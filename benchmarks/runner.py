@@ -20,7 +20,7 @@ import httpx
 
 from benchmarks import ceiling, load
 from benchmarks.servers import (
-    MODEL_SERVICE,
+    FASTAPI,
     ROOT,
     Server,
     batch_totals,
@@ -131,7 +131,7 @@ def started_server(server: str, settings: Settings) -> Iterator[Server]:
     if server in settings.urls:
         yield Server(server, settings.urls[server].rstrip("/"))
         return
-    env = {"FLEET_BASELINE_MODELS": ",".join(settings.models)} if server == "fastapi" else {}
+    env = {"FLEET_BASELINE_MODELS": ",".join(settings.models)} if server in FASTAPI else {}
     with serving(server, settings.env | env) as running:
         yield running
 
@@ -167,6 +167,7 @@ def measure_model(servers: ServerSet, model: str, settings: Settings, entry: dic
             entry["runs"].append({"server": server.name, "mode": "closed", "concurrency": concurrency,
                                   "rate": None, **point})
             log(f"[{server.name}] {model} closed c={concurrency}: {brief(point)}")
+    entry["rss_mb"] = {name: s.rss_mb() for name, s in servers.running.items()}
     if "batched" in servers.running:
         entry["after_burst"] = after_burst(servers.running["batched"], model, settings, entry["runs"])
         log(f"[batched] {model} after burst: {brief(entry['after_burst'])}")
@@ -271,16 +272,15 @@ class CpuMeter:
     """Cores used by the server's processes, this client and the whole machine over the window."""
 
     def __init__(self, server: Server, model: str, bench_pids: set[int]) -> None:
-        wanted = {"gateway": "server", MODEL_SERVICE[model]: "model"}
-        self.roles = {wanted[role]: pid for role, pid in server.processes.items() if role in wanted}
-        self.idle = bench_pids - set(self.roles.values())  # the other servers' (and this one's) processes
+        self.mine = set(server.pids())
+        self.idle = bench_pids - self.mine  # the other servers' processes
         self.start: dict[str, float] = {}
         self.end: dict[str, float] = {}
 
     def snapshot(self) -> dict[str, float]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         busy, _ = machine_busy_seconds()
-        shot = {role: cpu_seconds(pid) for role, pid in self.roles.items()}
+        shot = {"server": sum(cpu_seconds(pid) for pid in self.mine)}
         shot["servers_idle"] = sum(cpu_seconds(pid) for pid in self.idle)
         return shot | {"client": usage.ru_utime + usage.ru_stime, "machine": busy, "wall": time.monotonic()}
 
@@ -321,12 +321,11 @@ def versions(models: list[str]) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             continue
     found |= git_state() | {"models": {m: stable_tag(m) for m in models}}
-    try:
-        from fleet.batching import SETTINGS
+    from dataclasses import asdict
 
-        found["batching"] = SETTINGS
-    except ImportError:
-        pass
+    from bentos.registry import SPECS
+
+    found["batching"] = {m: asdict(SPECS[m].batching) for m in models}
     return found
 
 

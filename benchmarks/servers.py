@@ -1,5 +1,11 @@
-"""The three servers under test, on 127.0.0.1 (``fleet.local_server``, as the tests run them), and
-their CPU use."""
+"""The servers under test, on 127.0.0.1 (``fleet.local_server``, as the tests run them), their CPU use
+and memory.
+
+batched: the gateway (``service:Fleet``) as shipped; unbatched: the same with ``FLEET_BATCHING=off``;
+fastapi: one FastAPI app with the models inline, one uvicorn worker (the seeds' way); fastapi_workers:
+the same app with as many uvicorn workers as ours; floor: BentoML with the same middleware, pydantic
+inputs and worker count but no model (``benchmarks/floor_service.py``).
+"""
 
 from __future__ import annotations
 
@@ -19,13 +25,9 @@ BIN = Path(sys.executable).parent
 TICKS = os.sysconf("SC_CLK_TCK")
 # "unlogged": the batched gateway with FLEET_PREDICTION_LOG=off, to measure what the log costs in the
 # same run (`--servers batched unlogged`); not part of `make bench`'s default set.
-SERVERS = ("batched", "unbatched", "fastapi", "unlogged")
-DEFAULT_SERVERS = SERVERS[:3]
-# The model service that scores each benchmarked model (its process is found by --service-name).
-MODEL_SERVICE = {"names": "names-model", "loans": "loans-model", "digits_sklearn": "digits-model",
-                 "digits_cnn": "digits-model", "topics": "topics-model", "titanic": "titanic-model"}
-# What the name of its batchable method contains (digits has one per model; the others have one).
-BATCH_METHOD = {"digits_sklearn": "sklearn", "digits_cnn": "cnn"}
+SERVERS = ("batched", "unbatched", "fastapi", "fastapi_workers", "floor", "unlogged")
+DEFAULT_SERVERS = SERVERS[:5]
+FASTAPI = ("fastapi", "fastapi_workers")
 
 
 @dataclass
@@ -44,24 +46,40 @@ class Server:
         return self.pid is None or all(_alive(pid) for pid in pids)
 
     def refresh(self) -> None:
-        """Map roles (``gateway``, ``<service>-model``, ``server``) to pids from the process tree."""
+        """Map roles (``gateway``: the first serving worker, ``server``: every process) to pids."""
         if self.pid is None:
             return
-        for pid in descendants(self.pid):
-            args = cmdline(pid)
-            if "--service-name" in args:
-                name = args[args.index("--service-name") + 1]
-                self.processes["gateway" if name == "fleet" else name] = pid
-        if self.name == "fastapi":
-            self.processes["gateway"] = self.pid
+        below = descendants(self.pid)
+        workers = [pid for pid in below if "--service-name" in cmdline(pid)]
+        self.processes = {"gateway": (workers or [self.pid])[0]}
+        self.processes |= {f"process-{pid}": pid for pid in (self.pid, *below)}
+
+    def pids(self) -> list[int]:
+        """Every process of the server now (the arbiter, its workers and anything they started)."""
+        return [self.pid, *descendants(self.pid)] if self.pid else []
+
+    def rss_mb(self) -> float | None:
+        """Resident memory of the whole server (every process), in MB."""
+        total = 0
+        for pid in self.pids():
+            try:
+                total += psutil.Process(pid).memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return round(total / 1e6, 1) if total else None
 
 
 def command(server: str, port: int) -> tuple[list[str], dict[str, str]]:
     """The command line and extra environment of one kind of server."""
     address = ["--host", "127.0.0.1", "--port", str(port)]
-    if server == "fastapi":
+    from fleet.serving import workers  # not at import: --tiny chooses the store first
+
+    if server in FASTAPI:
+        count = workers() if server == "fastapi_workers" else 1
         return [str(BIN / "python"), "-m", "uvicorn", "benchmarks.baseline_app:app", "--no-access-log",
-                "--log-level", "warning", *address], {}
+                "--log-level", "warning", "--workers", str(count), *address], {}
+    if server == "floor":
+        return [str(BIN / "bentoml"), "serve", "benchmarks.floor_service:Floor", *address], {}
     env = {"FLEET_BATCHING": "off" if server == "unbatched" else "on"}
     if server == "unlogged":
         env["FLEET_PREDICTION_LOG"] = "off"
@@ -69,10 +87,9 @@ def command(server: str, port: int) -> tuple[list[str], dict[str, str]]:
 
 
 def batch_totals(server: Server, model: str) -> tuple[float, float] | None:
-    """(items, batches) the model's batchable method has seen so far, from the gateway's /metrics."""
-    if server.name == "fastapi":
+    """(items, model calls) of ``model`` so far, from the fleet's ``fleet_batch_size`` histogram."""
+    if server.name in (*FASTAPI, "floor"):
         return None
-    service, method = f'service_name="{MODEL_SERVICE[model]}"', BATCH_METHOD.get(model, "")
     totals = {"sum": 0.0, "count": 0.0}
     try:
         text = httpx.get(f"{server.url}/metrics", timeout=10).text
@@ -80,8 +97,8 @@ def batch_totals(server: Server, model: str) -> tuple[float, float] | None:
         return None
     for line in text.splitlines():
         name, _, rest = line.partition("{")
-        kind = name.removeprefix("bentoml_service_adaptive_batch_size_")
-        if kind in totals and service in rest and re.search(f'method_name="[^"]*{method}', rest):
+        kind = name.removeprefix("fleet_batch_size_")
+        if kind in totals and re.search(f'model="{model}"', rest):
             totals[kind] += float(line.rsplit(" ", 1)[1])
     return (totals["sum"], totals["count"]) if totals["count"] else None
 

@@ -54,17 +54,8 @@ TARGETS: dict[str, Target] = {
     "loans": Target("loans", "/loans/predict", APPLICATIONS),
     "digits_sklearn": Target("digits_sklearn", "/digits/predict", _digit_request("clf.pickle"), 1),
     "digits_cnn": Target("digits_cnn", "/digits/predict", _digit_request("cnn"), 1),
-    "topics": Target("topics", "/topics/classify", tuple({"sentence": t} for t in TITLES), torch_threads=2),
+    "topics": Target("topics", "/topics/classify", tuple({"sentence": t} for t in TITLES)),
     "titanic": Target("titanic", "/titanic/predict", tuple([p] for p in PASSENGERS)),
-}
-
-
-# Each model's class (its ``load`` reads a store folder) and the service module whose ``score(model,
-# items)`` the model service runs on every batch.
-MODEL_CLASSES = {
-    "names": "bentos.names.model:NationalityModel", "loans": "bentos.loans.model:ApprovalModel",
-    "digits_sklearn": "bentos.digits.model:SklearnDigits", "digits_cnn": "bentos.digits.model:CnnDigits",
-    "topics": "bentos.topics.model:TopicModel", "titanic": "bentos.titanic.model:SurvivalModel",
 }
 
 
@@ -82,10 +73,6 @@ def imported(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def model_class(model: str) -> Any:
-    return imported(MODEL_CLASSES[model])
-
-
 def edge(model: str) -> Callable[[bytes], Any]:
     """What the gateway does to a body before any model call: JSON → pydantic (and, for digits, the
     image decoded to 8×8)."""
@@ -100,7 +87,7 @@ def edge(model: str) -> Callable[[bytes], Any]:
 
 
 def batch_inputs(model: str, size: int) -> list[Any]:
-    """``size`` items in the form the model service's ``score`` receives them."""
+    """``size`` items in the form a model spec's ``score`` receives them."""
     if model == "names":
         return [SURNAMES[i % len(SURNAMES)] for i in range(size)]
     if model == "topics":
@@ -110,15 +97,15 @@ def batch_inputs(model: str, size: int) -> list[Any]:
         return [rows[i % len(rows)] for i in range(size)]
     from bentos.digits.images import decode
 
-    return [decode(SEED_JPEG)] * size  # the gateway decodes; the model service gets 8×8 arrays
+    return [decode(SEED_JPEG)] * size  # the gateway decodes; the model gets 8×8 arrays
 
 
 def scorer(model: str) -> Callable[[list[Any]], Any]:
-    """The planned version, loaded as the model service loads it, bound to the service's ``score``."""
+    """The planned version, loaded as a serving worker loads it, bound to its spec's batch ``score``."""
+    from bentos.registry import SPECS
     from fleet import store
     from fleet.routing import stable_tag
 
-    _, loaded = store.load(stable_tag(model), model_class(model).load)
-    package = MODEL_CLASSES[model].split(".")[1]
-    score = importlib.import_module(f"bentos.{package}.service").score
-    return lambda items: score(loaded, items)
+    spec = SPECS[model]
+    _, loaded = store.load(stable_tag(model), spec.load)
+    return lambda items: spec.score(loaded, items)

@@ -22,8 +22,8 @@ import sys
 
 import httpx
 
-from fleet import cards, store
-from fleet.routing import RouteChange, load_plan, save_plan
+from fleet import cards, plan_sync, store
+from fleet.routing import RouteChange, load_plan
 
 
 def list_models() -> None:
@@ -64,14 +64,18 @@ def _change(args: argparse.Namespace) -> RouteChange:
 
 
 def _edit_plan_file(args: argparse.Namespace) -> None:
-    plan = load_plan()
-    if args.action == "set":
-        store.get(args.stable)
-        plan[args.model] = _change(args).applied_to(plan[args.model])
-    elif args.action in ("promote", "rollback"):
+    """Change the plan file itself (no server needed); a running server's workers follow it."""
+    if args.action in ("promote", "rollback"):
         sys.exit("promote and rollback act on a running server; use set with --file to edit the plan")
-    save_plan(plan)
-    print(json.dumps({name: route.model_dump() for name, route in plan.items()}, indent=2))
+    store.get(args.stable)
+    held = plan_sync.lock()
+    try:
+        current = plan_sync.read()
+        routes = {**current.routes, args.model: _change(args).applied_to(current.routes[args.model])}
+        plan_sync.write(plan_sync.Revision(current.number + 1, routes))
+    finally:
+        plan_sync.unlock(held)
+    print(json.dumps({name: route.model_dump() for name, route in routes.items()}, indent=2))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,10 +1,10 @@
 """Which version of each model answers: the routing plan in ``deploy/routing.yaml``.
 
 Per model a ``stable`` tag, optionally a ``canary`` with a traffic weight (0–100 %), a ``shadow`` that
-scores a copy of traffic but never answers, the ``previous`` stables (for rollback) and the training
-``gate``. ``service.py`` declares every tag the plan names, so ``bentoml build`` packs exactly those;
-``FLEET_ROUTING`` points at another plan. The split is sticky: the same caller key always lands on the
-same version.
+scores a copy of traffic but never answers, and the ``previous`` stables (for rollback); ``revision``
+counts the changes (``fleet.plan_sync``). Each service declares every tag the plan names, so
+``bentoml build`` packs exactly those; ``FLEET_ROUTING`` points at another plan. The split is sticky:
+the same caller key always lands on the same version.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Gate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    metric: str = "test_accuracy"
+    metric: str
     tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
 
     def judge(self, challenger: dict[str, float], stable: dict[str, float]) -> dict[str, Any]:
@@ -62,14 +62,14 @@ class Serving(BaseModel):
 
 
 class Route(Serving):
-    """The routing plan of one model: what serves, the rollback history and the retraining gate."""
+    """The routing plan of one model: what serves and the rollback history (its retraining gate is
+    declared with the model, in its spec)."""
 
     previous: list[str] = Field(default_factory=list)
     allow_pinning: bool = True
-    gate: Gate = Field(default_factory=Gate)
 
     def kept_tags(self) -> list[str]:
-        """What a model service holds for this route: the served tags and the rollback target."""
+        """What a serving worker holds for this route: the served tags and the rollback target."""
         return list(dict.fromkeys([*self.served_tags(), *self.previous[-1:]]))
 
     def choose(self, model: str, key: str | None) -> tuple[str, Role]:
@@ -80,7 +80,7 @@ class Route(Serving):
 
 
 class RouteChange(Serving):
-    """What ``PUT /admin/routing/{model}`` may set; history and gate stay as they are."""
+    """What ``PUT /admin/routing/{model}`` may set; the history stays as it is."""
 
     def applied_to(self, current: Route) -> Route:
         """The new route; a new stable pushes the old one onto ``previous`` for rollback."""
@@ -110,11 +110,11 @@ def plan_path() -> Path:
     ``deploy/routing.yaml`` is read-only in the image) if there is one, else ``deploy/routing.yaml``."""
     if os.environ.get("FLEET_ROUTING"):
         return Path(os.environ["FLEET_ROUTING"])
-    written = _written_plan()
+    written = written_plan()
     return written if written.exists() else DEFAULT_PLAN
 
 
-def _written_plan() -> Path:
+def written_plan() -> Path:
     """Where a change of the plan is written: ``FLEET_ROUTING``, the project's plan in a source checkout,
     else the state folder (``fleet.paths``)."""
     if os.environ.get("FLEET_ROUTING"):
@@ -122,20 +122,29 @@ def _written_plan() -> Path:
     return DEFAULT_PLAN if SOURCE_CHECKOUT else state_dir() / "routing.yaml"
 
 
+def parse_plan(raw: dict[str, Any]) -> dict[str, Route]:
+    """Each model's route; ``revision`` (how many changes the plan has seen) is not a model."""
+    return {name: Route.model_validate(route) for name, route in raw.items() if name != "revision"}
+
+
 def load_plan(path: Path | None = None) -> dict[str, Route]:
     with open(path or plan_path()) as handle:
-        raw = yaml.safe_load(handle) or {}
-    return {name: Route.model_validate(route) for name, route in raw.items()}
+        return parse_plan(yaml.safe_load(handle) or {})
+
+
+def plan_text(plan: dict[str, Route], revision: int | None = None) -> str:
+    body: dict[str, Any] = {"revision": revision} if revision else {}
+    body |= {name: {"stable": route.stable, **route.model_dump(exclude_defaults=True)}
+             for name, route in plan.items()}
+    text = "# Written by Bento Fleet's routing tools; see README \"Rolling out a new version\".\n"
+    return text + yaml.safe_dump(body, sort_keys=False)
 
 
 def save_plan(plan: dict[str, Route], path: Path | None = None) -> None:
     """Write the plan atomically (a reader never sees half a file)."""
-    path = path or _written_plan()
+    path = path or written_plan()
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {name: {"stable": route.stable, **route.model_dump(exclude_defaults=True),
-                   "gate": route.gate.model_dump()} for name, route in plan.items()}
-    text = "# Written by Bento Fleet's routing tools; see README \"Rolling out a new version\".\n"
-    text += yaml.safe_dump(body, sort_keys=False)
+    text = plan_text(plan)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
         handle.write(text)
     os.replace(handle.name, path)

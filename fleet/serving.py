@@ -1,34 +1,79 @@
-"""What every model service shares: the versions it serves, plan changes, retraining, declared models."""
+"""What every service of the fleet shares: its worker count, the models a bento packs, gated retraining."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Awaitable, Callable
+import os
 from typing import Any
 
 import bentoml
+import psutil
 from bentoml.models import BentoModel
 
 from fleet import store
-from fleet.http import Problem
-from fleet.remote import call
-from fleet.routing import Gate, route
-from fleet.training import TrainingRun
-from fleet.versions import ServedVersions
+from fleet.retrain import challenge
+from fleet.routing import route
+from fleet.traffic import Traffic
 
-# ``@bentoml.service(name=..., **MODEL_SERVICE)`` for every model service:
-# - one worker: each holds a copy of the model, and on small machines a second one only competes
-#   with the gateway for cores (benchmarks/RESULTS.md);
-# - callers keep one session to it (renewed weekly) instead of BentoML's renewal every 100 requests,
-#   which closed calls in flight (fleet/remote.py);
-# - no access log: the gateway logs every request already; the internal hop's log cost 5-10 % of
-#   throughput at 8-32 clients on names and digits.
-MODEL_SERVICE: dict[str, Any] = {
-    "workers": 1,
-    "runner_connection": {"max_requests": 2**31 - 1, "max_age": 7 * 86400.0},
-    "logging": {"access": {"enabled": False}},
-}
+MAX_WORKERS = 8  # each worker holds a copy of every planned version (~0.4 GiB for all six models)
+WORKER_MEMORY_BYTES = 1 << 30  # memory set aside per worker when capping the count
+
+
+def workers() -> int:
+    """One worker per core this process may use (its CPU set and cgroup quota, so a pod with a 2-CPU
+    limit on a 64-core node gets 2), capped by memory and MAX_WORKERS; ``FLEET_WORKERS`` overrides."""
+    if os.environ.get("FLEET_WORKERS"):
+        return max(1, int(os.environ["FLEET_WORKERS"]))
+    by_memory = memory_limit() // WORKER_MEMORY_BYTES
+    return max(1, min(cores(), MAX_WORKERS, by_memory))
+
+
+def cores() -> int:
+    """Cores available to this process: its CPU affinity, lowered by a cgroup CPU quota if any."""
+    available = len(os.sched_getaffinity(0))
+    quota = _read("/sys/fs/cgroup/cpu.max")  # cgroup v2: "max 100000" or "200000 100000"
+    if quota and not quota.startswith("max"):
+        limit, period = (int(x) for x in quota.split()[:2])
+        available = min(available, max(1, limit // period))
+    v1_quota = _read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")  # cgroup v1: -1 when unlimited
+    v1_period = _read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    if v1_quota.lstrip("-").isdigit() and v1_period.isdigit() and int(v1_quota) > 0:
+        available = min(available, max(1, int(v1_quota) // int(v1_period)))
+    return available
+
+
+def memory_limit() -> int:
+    """Bytes of memory this process may use: the machine's, lowered by a cgroup memory limit if any."""
+    limit = psutil.virtual_memory().total
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        value = _read(path)
+        if value and value.isdigit():
+            limit = min(limit, int(value))
+    return limit
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+# ``@bentoml.service(name=..., **SERVICE)`` for the gateway and every per-model bento.
+SERVICE: dict[str, Any] = {"workers": workers(), "traffic": {"timeout": 300}}
+
+
+def worker_index() -> int:
+    """This worker's number under ``bentoml serve`` (1-based there), 0 elsewhere."""
+    return bentoml.server_context.worker_index or 0
+
+
+def limit_threads() -> None:
+    """Share the cores between workers: torch would otherwise start one thread per core in each."""
+    import torch
+
+    torch.set_num_threads(max(1, cores() // SERVICE["workers"]))
 
 
 def declare_models(service: Any, *models: str) -> None:
@@ -37,62 +82,19 @@ def declare_models(service: Any, *models: str) -> None:
     service.models.extend(BentoModel(tag) for tag in sorted(tags))
 
 
-class VersionedModels:
-    """Base of the model services; ``served`` maps each store model name to its loaded versions."""
-
-    served: dict[str, ServedVersions]
-
-    @bentoml.api
-    async def apply(self, model: str, tags: list[str], stable: str) -> dict:
-        """Load and smoke-test ``tags`` off the request path, then swap them in.
-
-        Returns ``{"loaded": [...]}``, or ``{"error": why}`` with the old versions still serving.
-        """
-        try:
-            return {"loaded": await asyncio.to_thread(self.served[model].apply, tags, stable)}
-        except Exception as failed:  # the reason goes back to the admin; BentoML would mask it
-            return {"error": f"{type(failed).__name__}: {failed}"}
-
-    @bentoml.api
-    def serving(self) -> dict[str, dict]:
-        """Per store model: the default (stable) version and every loaded version."""
-        return {name: {"stable": s.stable, "loaded": sorted(s.models)} for name, s in self.served.items()}
-
-    async def retrain_and_compare(
-        self, model: str, train: Callable[[dict], TrainingRun], evaluate: Callable[[Any], dict[str, float]],
-        params: dict[str, Any],
-    ) -> dict[str, Any]:
-        """Train a challenger (saved, not served) and score the stable on the same held-out split.
-
-        One training at a time per service: a second request meanwhile gets ``{"busy": True}``.
-        """
-        training = self.__dict__.setdefault("_training", threading.Lock())
-        if not training.acquire(blocking=False):
-            return {"busy": True}
-        try:
-            served = self.served[model]
-            stable_version, stable_model = served.stable, served.models[served.stable]
-            run = await asyncio.to_thread(train, params)
-            stable_metrics = await asyncio.to_thread(evaluate, stable_model)
-        finally:
-            training.release()
-        return {"tag": run.tag, "metrics": run.metrics, "seconds": run.seconds,
-                "stable_version": stable_version, "stable_metrics": stable_metrics}
+def follow_plan(traffic: Traffic) -> asyncio.Task[None]:
+    """Start following other workers' plan changes (call from an ``on_startup`` hook)."""
+    return asyncio.get_running_loop().create_task(traffic.follow())
 
 
-async def train_gated(
-    service: Any, model: str, params: dict[str, Any], gate: Gate, adopt: Callable[[str], Awaitable[Any]]
-) -> dict[str, Any]:
-    """Train a challenger, judge it against the stable on the same held-out data, adopt it if it passes.
-
-    A challenger that fails stays registered in the store but unserved; the comparison says why.
-    """
-    result = await service.to_async.retrain(params)
-    if result.get("busy"):
-        raise Problem(409, {"detail": f"{model} is already training; try again when it finishes"})
-    verdict = gate.judge(result["metrics"], result["stable_metrics"])
+async def train_gated(traffic: Traffic, model: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Train a challenger in a subprocess, judge it against the stable on the same held-out data, adopt it
+    if it passes (every worker then serves it). One that fails stays registered but unserved."""
+    spec = traffic.spec(model)
+    result = await challenge(spec, traffic.plan[model].stable, params)
+    verdict = spec.gate.judge(result["metrics"], result["stable_metrics"])
     if verdict["passed"]:
-        await adopt(result["tag"])
+        await traffic.adopt(model, result["tag"])
     new = store.parse_tag(result["tag"])[1]
     serving = new if verdict["passed"] else result["stable_version"]
     refusal = None if verdict["passed"] else (
@@ -100,12 +102,3 @@ async def train_gated(
         f"{serving}'s {verdict['stable']:.4f} - {verdict['tolerance']}")
     return {**result, "gate": verdict, "promoted": verdict["passed"], "serving_version": serving,
             "new_model_version": new, "refusal": refusal}
-
-
-def adopt_in_place(service: Any, model: str) -> Callable[[str], Awaitable[Any]]:
-    """For a model's own bento (no gateway plan): a challenger that passed becomes the stable."""
-
-    async def adopt(tag: str) -> Any:
-        return await call(service, "apply", model, [tag], tag)
-
-    return adopt

@@ -168,3 +168,18 @@ def catalogue(name: str) -> list[dict[str, Any]]:
             "labels": dict(info.labels),
         })
     return rows
+
+
+def store_path() -> Path:
+    """The folder of the model store in use (a served bento's own ``models/``, else BENTOML_HOME's)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return Path(BentoMLContainer.model_store.get()._path)
+
+
+def use_store(path: Path) -> None:
+    """Use the model store in ``path`` (a retraining subprocess uses the one its server serves from)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models.model import ModelStore
+
+    BentoMLContainer.model_store.set(ModelStore(path))

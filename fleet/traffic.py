@@ -1,8 +1,10 @@
-"""The gateway's traffic control: which version answers each request, shadow copies, and plan changes.
+"""The traffic control of one serving worker: which version answers each request, shadow copies, and
+plan changes that reach every worker.
 
-The gateway holds the routing plan; the model services hold the loaded versions. A plan change is
-loaded and smoke-tested by the model service first (``apply``), and only then swapped in here with
-one assignment, so a tag that fails to load leaves the old plan serving and says why.
+The worker holds its models (``fleet.local_model``) and the routing plan. A change is loaded and
+smoke-tested here first, written durably to the shared plan file (``fleet.plan_sync``) and only then
+acknowledged; the other workers follow the file. A tag that fails to load leaves the old plan serving
+and says why.
 """
 
 from __future__ import annotations
@@ -11,63 +13,69 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-from fleet import store
+from fleet import plan_sync, store
 from fleet.http import Problem
+from fleet.local_model import LocalModel
 from fleet.predlog import Prediction, PredictionLog
-from fleet.remote import Score, call, score
-from fleet.routing import Role, Route, load_plan, save_plan
+from fleet.routing import Role, Route
+from fleet.spec import ModelSpec
 
 PIN_HEADER = "x-model-version"
 KEY_HEADERS = ("x-user-id", "x-request-id")
+FOLLOW_SECONDS = 2.0  # how long a change waits for the other workers before it is acknowledged anyway
+SHADOW_QUEUE = 64  # copies waiting per model; past it a copy is dropped, never the primary delayed
 logger = logging.getLogger(__name__)
+
+# ``score(inputs) -> outputs``: one model's scoring, already bound to a request's routing.
+Score = Callable[[list[Any]], Awaitable[list[dict[str, Any]]]]
 
 REQUESTS = Counter("fleet_predictions_total", "Scored requests", ["model", "version", "role", "outcome"])
 LATENCY = Histogram("fleet_prediction_seconds", "Time to score a request, including the batch wait",
                     ["model", "version", "role"],
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-@dataclass(frozen=True)
-class Served:
-    """A store model as the gateway serves it: its model service, and how its predictions are logged."""
-
-    service: Any
-    label: Callable[[dict], Any]  # the predicted class, what feedback is compared with
-    loggable: Callable[[Any], Any] = _same  # the logged (size-bounded) form of one input
+SHADOW_DROPPED = Counter("fleet_shadow_dropped_total", "Shadow copies dropped: the shadow queue was full",
+                         ["model"])
+PLAN_FAILED = Gauge("fleet_plan_apply_failed", "1 while this worker could not load its plan for a model",
+                    ["model"], multiprocess_mode="max")
 
 
 class Traffic:
-    """Routes each request of each store model to a version, per the plan, logs it, and changes the plan."""
+    """Routes each request of each served model to a version, per the plan, logs it, and changes the plan."""
 
-    def __init__(self, models: Mapping[str, Served], log: PredictionLog | None = None) -> None:
-        self.models = dict(models)
-        self.services = {name: served.service for name, served in self.models.items()}
-        self.log = log
-        self.plan: dict[str, Route] = load_plan()
+    def __init__(self, specs: Mapping[str, ModelSpec], log: PredictionLog | None = None,
+                 worker: int = 0) -> None:
+        current = plan_sync.read()
+        self.revision, self.worker, self.log = current.number, worker, log
+        self.plan: dict[str, Route] = {name: current.routes[name] for name in specs}
+        self.models = {name: LocalModel(spec, self.plan[name]) for name, spec in specs.items()}
+        self.errors: dict[str, str] = {}
         self._changing = asyncio.Lock()
-        self._shadows: set[asyncio.Task[Any]] = set()
+        self._shadows: dict[str, asyncio.Queue[tuple[list[Any], str, str]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._publish()
+
+    def spec(self, model: str) -> ModelSpec:
+        return self.models[model].spec
+
+    def stable_version(self, model: str) -> str:
+        return store.parse_tag(self.plan[model].stable)[1]
 
     def scorer(self, model: str, headers: Mapping[str, str]) -> Score:
         """A ``Score`` for one request: sticky canary split or an explicit pin, plus the shadow copy."""
 
         request_id = headers.get("x-request-id") or uuid.uuid4().hex
 
-        async def bound(method: str, inputs: list[Any]) -> list[dict]:
+        async def bound(inputs: list[Any]) -> list[dict]:
             route = self.plan[model]
             version, role = self._choose(model, route, headers)
-            outputs, seconds = await self._timed(model, method, inputs, version, role)
+            outputs, seconds = await self._timed(model, inputs, version, role)
             if route.shadow and role != "pinned":
-                self._shadow(model, method, inputs, store.parse_tag(route.shadow)[1], request_id)
+                self._shadow(model, inputs, store.parse_tag(route.shadow)[1], request_id)
             if self.log is not None:  # answer only once the rows are durable (committed or spooled)
                 await self.log.record(self._rows(model, version, role, request_id, inputs, outputs, seconds))
             return outputs
@@ -87,12 +95,11 @@ class Traffic:
         tag, role = route.choose(model, key)
         return store.parse_tag(tag)[1], role
 
-    async def _timed(
-        self, model: str, method: str, inputs: list[Any], version: str, role: str
-    ) -> tuple[list[dict], float]:
+    async def _timed(self, model: str, inputs: list[Any], version: str, role: str
+                     ) -> tuple[list[dict], float]:
         started = time.perf_counter()
         try:
-            outputs = await score(self.services[model], method, inputs, version)
+            outputs = await self.models[model].score(inputs, version)
         except Exception:
             REQUESTS.labels(model, version, role, "error").inc()
             raise
@@ -103,75 +110,149 @@ class Traffic:
 
     def _rows(self, model: str, version: str, role: str, request_id: str, inputs: list[Any],
               outputs: list[dict], seconds: float) -> list[Prediction]:
-        served = self.models[model]
+        spec = self.spec(model)
         return [Prediction(request_id=request_id, model=model, version=version, role=role,
-                           inputs=served.loggable(x), outputs=o, latency_ms=seconds * 1000,
-                           label=served.label(o), item=i)
+                           inputs=spec.loggable(x), outputs=o, latency_ms=seconds * 1000,
+                           label=spec.label(o), item=i)
                 for i, (x, o) in enumerate(zip(inputs, outputs, strict=True))]
 
-    def _shadow(self, model: str, method: str, inputs: list[Any], version: str, request_id: str) -> None:
-        """Score a copy with the shadow version in the background; its answer only goes to the log."""
+    # shadow copies: a bounded queue per model, scored in the background, answers only to the log
+    def _shadow(self, model: str, inputs: list[Any], version: str, request_id: str) -> None:
+        if model not in self._shadows:
+            self._shadows[model] = asyncio.Queue(SHADOW_QUEUE)
+            self._background(self._score_shadows(model, self._shadows[model]))
+        try:
+            self._shadows[model].put_nowait((inputs, version, request_id))
+        except asyncio.QueueFull:
+            SHADOW_DROPPED.labels(model).inc()
 
-        async def run() -> None:
+    async def _score_shadows(self, model: str, queue: asyncio.Queue[tuple[list[Any], str, str]]) -> None:
+        while True:
+            inputs, version, request_id = await queue.get()
             try:
-                outputs, seconds = await self._timed(model, method, inputs, version, "shadow")
+                outputs, seconds = await self._timed(model, inputs, version, "shadow")
                 if self.log is not None:
                     rows = self._rows(model, version, "shadow", request_id, inputs, outputs, seconds)
                     self.log.record(rows)
             except Exception:  # a failing shadow must never affect serving
                 logger.exception("shadow %s:%s failed", model, version)
 
-        task = asyncio.get_running_loop().create_task(run())
-        self._shadows.add(task)
-        task.add_done_callback(self._shadows.discard)
+    def _background(self, work: Awaitable[Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    # plan changes (admin API, CLI through the admin API, training gate)
-    async def change(self, model: str, route: Route) -> Route:
-        """Load and smoke-test every tag of ``route`` in the model service, then switch to it."""
-        if model not in self.plan:
+    # plan changes (admin API, CLI through the admin API, training gate) and following other workers'
+    async def change(self, model: str, update: Callable[[Route], Route]) -> Route:
+        """Apply ``update`` to the model's current route: load it here, write it, then acknowledge."""
+        if model not in self.models:
             raise Problem(404, {"detail": f"no model named {model!r}"})
         async with self._changing:
-            for tag in route.served_tags():
-                if store.parse_tag(tag)[0] != model:
-                    raise Problem(400, {"detail": f"{tag} is not a version of {model}"})
-                try:
-                    store.get(tag)
-                except store.ModelNotFound as missing:
-                    raise Problem(404, {"detail": str(missing)}) from missing
-            # The old plan's versions stay loaded until the next change: requests already routed to them
-            # finish there.
-            keep = list(dict.fromkeys([*route.kept_tags(), *self.plan[model].kept_tags()]))
-            result = await call(self.services[model], "apply", model, keep, route.stable)
-            if "error" in result:
-                raise Problem(409, {"detail": f"{model} keeps its plan: loading {route.served_tags()} "
-                                              f"failed: {result['error']}"})
-            self.plan = {**self.plan, model: route}
-            save_plan(self.plan)
-            return route
+            held = await asyncio.to_thread(plan_sync.lock)
+            try:
+                current = await asyncio.to_thread(plan_sync.read)
+                route = update(current.routes[model])
+                self._check_tags(model, route)
+                failed = await self._apply(model, route)
+                if failed:
+                    raise Problem(409, {"detail": f"{model} keeps its plan: loading {route.served_tags()} "
+                                                  f"failed: {failed}"})
+                written = plan_sync.Revision(current.number + 1, {**current.routes, model: route})
+                await asyncio.to_thread(plan_sync.write, written)
+                await self._catch_up(written)
+            finally:
+                plan_sync.unlock(held)
+        await self._others_follow(written.number)
+        return route
 
+    async def _others_follow(self, revision: int) -> None:
+        """Wait (at most ``FOLLOW_SECONDS``) until every live worker serves ``revision`` or has said why
+        not, so the caller's next request sees the change whichever worker answers it."""
+        deadline = time.monotonic() + FOLLOW_SECONDS
+        while time.monotonic() < deadline:
+            statuses = await asyncio.to_thread(plan_sync.workers)
+            if all(status["revision"] >= revision for status in statuses):
+                return
+            await asyncio.sleep(0.05)
+        logger.warning("not every worker reached plan revision %d in %s s", revision, FOLLOW_SECONDS)
+
+    async def follow(self) -> None:
+        """Poll the plan file and apply every revision other workers write (runs for the worker's life)."""
+        seen = None  # the first look reads the file: it may have changed since this worker loaded it
+        while True:
+            await asyncio.sleep(plan_sync.POLL_SECONDS)
+            now = plan_sync.stamp()
+            if now is None or now == seen:
+                continue
+            seen = now
+            try:
+                revision = await asyncio.to_thread(plan_sync.read)
+            except Exception:
+                logger.exception("the routing plan could not be read; keeping revision %d", self.revision)
+                continue
+            if revision.number > self.revision:
+                async with self._changing:
+                    await self._catch_up(revision)
+
+    async def _catch_up(self, revision: plan_sync.Revision) -> None:
+        """Serve ``revision``: each model whose route changed is loaded and swapped; failures keep the old."""
+        for model in self.models:
+            route = revision.routes.get(model)
+            if route is not None and route != self.plan[model]:
+                failed = await self._apply(model, route)
+                if failed:
+                    self.errors[model] = f"revision {revision.number}: {failed}"
+                    logger.error("worker %d keeps its plan for %s: %s", self.worker, model, failed)
+        self.revision = max(self.revision, revision.number)
+        self._publish()
+
+    async def _apply(self, model: str, route: Route) -> str | None:
+        """Hold ``route``'s tags (and the old ones, for requests already routed to them); None or why not."""
+        keep = list(dict.fromkeys([*route.kept_tags(), *self.plan[model].kept_tags()]))
+        try:
+            await self.models[model].apply(keep, route.stable)
+        except Exception as failed:  # the reason goes back to the admin and the worker's status
+            PLAN_FAILED.labels(model).set(1)
+            return f"{type(failed).__name__}: {failed}"
+        self.plan = {**self.plan, model: route}
+        self.errors.pop(model, None)
+        PLAN_FAILED.labels(model).set(0)
+        return None
+
+    @staticmethod
+    def _check_tags(model: str, route: Route) -> None:
+        for tag in route.served_tags():
+            if store.parse_tag(tag)[0] != model:
+                raise Problem(400, {"detail": f"{tag} is not a version of {model}"})
+            try:
+                store.get(tag)
+            except store.ModelNotFound as missing:
+                raise Problem(404, {"detail": str(missing)}) from missing
+
+    def _publish(self) -> None:
+        plan_sync.publish(self.worker, self.revision, self.loaded(), dict(self.errors))
+
+    def loaded(self) -> dict[str, list[str]]:
+        return {name: sorted(m.versions.models, key=lambda v: int(v[1:])) for name, m in self.models.items()}
+
+    # the named changes
     async def promote(self, model: str) -> Route:
-        current = self._route(model)
-        if not current.canary:
-            raise Problem(409, {"detail": f"{model} has no canary to promote"})
-        return await self.change(model, current.model_copy(update={
-            "stable": current.canary, "canary": None, "canary_weight": 0,
-            "previous": [*current.previous, current.stable]}))
+        def promoted(current: Route) -> Route:
+            if not current.canary:
+                raise Problem(409, {"detail": f"{model} has no canary to promote"})
+            return current.model_copy(update={"stable": current.canary, "canary": None, "canary_weight": 0,
+                                              "previous": [*current.previous, current.stable]})
+        return await self.change(model, promoted)
 
     async def rollback(self, model: str) -> Route:
-        current = self._route(model)
-        if not current.previous:
-            raise Problem(409, {"detail": f"{model} has no previous stable to roll back to"})
-        return await self.change(model, current.model_copy(update={
-            "stable": current.previous[-1], "canary": None, "canary_weight": 0,
-            "previous": current.previous[:-1]}))
+        def rolled_back(current: Route) -> Route:
+            if not current.previous:
+                raise Problem(409, {"detail": f"{model} has no previous stable to roll back to"})
+            return current.model_copy(update={"stable": current.previous[-1], "canary": None,
+                                              "canary_weight": 0, "previous": current.previous[:-1]})
+        return await self.change(model, rolled_back)
 
     async def adopt(self, model: str, tag: str) -> Route:
         """Make a challenger that passed its gate the stable version."""
-        current = self._route(model)
-        return await self.change(model, current.model_copy(update={
+        return await self.change(model, lambda current: current.model_copy(update={
             "stable": tag, "previous": [*current.previous, current.stable]}))
-
-    def _route(self, model: str) -> Route:
-        if model not in self.plan:
-            raise Problem(404, {"detail": f"no model named {model!r}"})
-        return self.plan[model]

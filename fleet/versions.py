@@ -1,4 +1,4 @@
-"""The versions a model service holds, and how a batch is scored across them.
+"""The versions a serving worker holds of one model, and how a batch is scored across them.
 
 A batch from BentoML's dispatcher may mix versions (stable, canary, shadow, pinned): items are grouped
 by version and each group goes through its model in one call. A new plan is loaded and smoke-tested
@@ -18,7 +18,6 @@ from typing import Any
 from prometheus_client import Histogram
 
 from fleet import store
-from fleet.routing import route
 
 Scorer = Callable[[Any, list[Any]], list[dict[str, Any]]]
 
@@ -35,13 +34,13 @@ class SmokeTestFailed(RuntimeError):
 class ServedVersions:
     """``{version: model}`` for one store model, with the stable version used when none is asked."""
 
-    def __init__(self, name: str, loader: Callable[[Path], Any], score: Scorer, smoke_input: Sequence[Any]):
+    def __init__(self, name: str, loader: Callable[[Path], Any], score: Scorer, smoke_input: Sequence[Any],
+                 tags: list[str], stable: str):
         self.name, self._loader, self._score, self._smoke_input = name, loader, score, list(smoke_input)
         self._lock = threading.Lock()
         self.models: dict[str, Any] = {}
-        plan = route(name)
         self.stable = ""
-        self.apply(plan.kept_tags(), plan.stable)
+        self.apply(tags, stable)
 
     def load(self, tag: str) -> Any:
         """Load exactly ``tag`` and check it answers the smoke input with finite scores."""

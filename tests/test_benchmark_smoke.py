@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from benchmarks.__main__ import main
+from benchmarks.servers import DEFAULT_SERVERS
 
 RUN_KEYS = {"server", "mode", "concurrency", "rate", "rps", "p50_ms", "p95_ms", "p99_ms", "errors"}
 
@@ -25,7 +26,11 @@ def test_benchmark_harness_writes_results(fleet_url: str, tmp_path: Path) -> Non
     assert isinstance(titanic["ceiling_rps"], float) and titanic["ceiling_rps"] > 0
     runs = titanic["runs"]
     seen = {(r["server"], r["mode"]) for r in runs}
-    assert seen == {(s, m) for s in ("batched", "unbatched", "fastapi") for m in ("closed", "open")}
+    assert seen == {(s, m) for s in DEFAULT_SERVERS for m in ("closed", "open")}
+    assert set(DEFAULT_SERVERS) == {"batched", "unbatched", "fastapi", "fastapi_workers", "floor"}
+    assert set(titanic["rss_mb"]) == set(DEFAULT_SERVERS)
+    assert all(mb is None or mb > 0 for mb in titanic["rss_mb"].values())
+    assert isinstance(titanic["targets"]["c1_over_fastapi_ms"], float)  # the 32-client targets need 32
     for run in runs:
         assert set(run) >= RUN_KEYS, run
         assert run["rps"] > 0, run

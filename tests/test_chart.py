@@ -145,6 +145,10 @@ def test_hardened_pods_and_secret_token(cc: ModuleType, rendered: dict, name: st
         mounts = {mount["mountPath"] for mount in box["volumeMounts"]}
         assert {"/tmp", env["BENTOML_HOME"]["value"]} <= mounts
         assert quantity(box["resources"]["requests"]["memory"]) >= 2 * 2**30
+        # one serving worker per CPU of the limit, and each fits in the memory limit (~0.65 GiB + arbiter)
+        workers = int(env["FLEET_WORKERS"]["value"])
+        assert workers <= quantity(box["resources"]["limits"]["cpu"])
+        assert 0.45 + 0.65 * workers <= quantity(box["resources"]["limits"]["memory"]) / 2**30
 
 
 def test_prod_outsizes_dev(cc: ModuleType, rendered: dict) -> None:

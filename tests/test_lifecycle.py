@@ -20,6 +20,7 @@ from fleet.routing import load_plan
 from tests.conftest import ADMIN, ADMIN_TOKEN, serving
 
 PASSENGER = [{"Sex": "male", "Age": 30, "Pclass": 2}]
+WORKERS = 2
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +39,32 @@ def gateway(
     """A gateway of its own, with its own copy of the plan, since these tests change it."""
     plan = tmp_path_factory.mktemp("lifecycle") / "routing.yaml"
     shutil.copy(routing_plan, plan)
-    env = {"FLEET_ROUTING": str(plan), "FLEET_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = {"FLEET_ROUTING": str(plan), "FLEET_ADMIN_TOKEN": ADMIN_TOKEN, "FLEET_WORKERS": str(WORKERS)}
     with serving("service:Fleet", env) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client
+
+
+def test_a_change_is_served_by_every_worker_once_acknowledged(gateway: httpx.Client, versions: dict) -> None:
+    before = _workers_once_all_started(gateway)
+    assert sorted(w["worker"] for w in before) == list(range(1, WORKERS + 1))
+    assert _set(gateway, stable=versions["stable_tag"], shadow=versions["canary_tag"]).is_success
+    workers = gateway.get("/admin/routing", headers=ADMIN).json()["titanic"]["workers"]
+    assert len({w["revision"] for w in workers}) == 1
+    assert workers[0]["revision"] == before[0]["revision"] + 1
+    assert all(versions["canary"] in w["loaded"] and w["error"] is None for w in workers)
+    # a pin to the new version is served whichever worker answers
+    pinned = {_version(gateway, {"X-Model-Version": versions["canary"]}) for _ in range(30)}
+    assert pinned == {versions["canary"]}
+
+
+def _workers_once_all_started(gateway: httpx.Client, patience_s: float = 60) -> list[dict]:
+    """``/readyz`` answers once one worker is up; the others may still be loading their models."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        workers = gateway.get("/admin/routing", headers=ADMIN).json()["titanic"]["workers"]
+        if len(workers) == WORKERS or time.monotonic() > deadline:
+            return workers
+        time.sleep(0.2)
 
 
 def _set(gateway: httpx.Client, **route: object) -> httpx.Response:

@@ -44,7 +44,10 @@ class LoadLoop:
                                          headers={"X-Request-ID": request_id})
                 except httpx.HTTPError:
                     continue  # the server was killed: this request was never answered
-                (self.answered if answer.status_code == 200 else self.failed).append(request_id)
+                if answer.status_code == 200:
+                    self.answered.append(request_id)
+                else:
+                    self.failed.append(f"{answer.status_code} {answer.text[:200]}")
 
     def __enter__(self) -> LoadLoop:
         for thread in self._threads:
@@ -58,7 +61,10 @@ class LoadLoop:
 
 
 def _logged_ids(database_url: str, model: str = "titanic") -> set[str]:
+    """What the database holds once a log opens it again, as a restarted server does (it adopts and
+    ships the journals of dead processes first)."""
     with PredictionLog(database_url) as log:
+        assert log.drained(30)
         return {row["request_id"] for row in log.query(model=model, limit=None)}
 
 
@@ -71,7 +77,7 @@ def test_answered_predictions_survive_sigkill(routing_plan: Path, tmp_path: Path
             for process in [server, *server.children(recursive=True)]:  # no shutdown hook, no flush
                 process.send_signal(signal.SIGKILL)
             time.sleep(0.5)
-    assert load.answered and not load.failed
+    assert load.answered and not load.failed, load.failed[:5]
     missing = set(load.answered) - _logged_ids(database)
     print(f"\n{len(load.answered)} answered before SIGKILL, {len(missing)} missing from the log")
     assert not missing
@@ -107,7 +113,7 @@ def test_a_database_outage_loses_nothing(routing_plan: Path, postgresql: postgre
         deadline = time.monotonic() + 60
         while set(load.answered[:during]) - _logged_ids(database) and time.monotonic() < deadline:
             time.sleep(1)
-    assert load.answered and not load.failed
+    assert load.answered and not load.failed, load.failed[:5]
     missing = set(load.answered) - _logged_ids(database)
     assert not missing, f"{len(missing)} of {len(load.answered)} answered predictions never reached the log"
 

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from fleet import predlog
 from fleet.local_server import free_port
+from fleet.paths import state_dir
 from fleet.predlog import Prediction, PredictionLog, Spool
 from tests.postgres import PostgresServer, find_bin, postgres_server
 
@@ -140,7 +141,7 @@ def test_group_commit_shares_commits(db_url: str, tmp_path: Path) -> None:
 CHILD = textwrap.dedent("""
     import sys
     from fleet.predlog import Prediction, PredictionLog
-    log = PredictionLog(sys.argv[1], spool_dir=sys.argv[2])
+    log = PredictionLog(sys.argv[1], spool_dir=sys.argv[2], journal=sys.argv[3] == "journal")
     i = 0
     while True:
         rows = [Prediction(f"kill-{i}-{j}", "loans", "v1", "stable", {"i": i}, {"approved": 1}, 1.0)
@@ -153,8 +154,11 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_answered_rows_survive_sigkill(db_url: str, tmp_path: Path) -> None:
-    child = subprocess.Popen([sys.executable, "-c", CHILD, db_url, str(tmp_path / "spool")], cwd=ROOT,
+@pytest.mark.parametrize("mode", ["commit", "journal"])
+def test_answered_rows_survive_sigkill(db_url: str, tmp_path: Path, mode: str) -> None:
+    """Killed mid-load: every row the log said was durable is in the database once a log opens again
+    (in journal mode, after the new log adopts and ships the dead one's journal)."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, db_url, str(tmp_path / "spool"), mode], cwd=ROOT,
                              stdout=subprocess.PIPE, text=True)
     printed = []
     try:
@@ -166,10 +170,37 @@ def test_answered_rows_survive_sigkill(db_url: str, tmp_path: Path) -> None:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
     printed += [line.split() for line in child.stdout.read().splitlines()]
-    assert {outcome for outcome, _ in printed} == {"committed"}
-    with open_log(db_url, tmp_path / "after") as log:
+    assert {outcome for outcome, _ in printed} == {"committed" if mode == "commit" else "journaled"}
+    with PredictionLog(db_url, spool_dir=tmp_path / "spool", registry=CollectorRegistry()) as log:
+        assert log.drained(30)
         ids = {r["id"] for r in log.query(limit=None)}
     assert {row_id for _, row_id in printed} <= ids
+
+
+def test_journal_mode_answers_from_the_journal_and_ships_every_row(db_url: str, tmp_path: Path) -> None:
+    with open_log(db_url, tmp_path, journal=True) as log:
+        outcomes = {log.record([row(f"j-{i}-{k}") for k in range(3)]).result(10) for i in range(20)}
+        assert outcomes == {"journaled"}
+        assert len(log.query(limit=None)) == 60  # a reader sees its own rows: query flushes first
+        assert count_rows(log) == (60, 60) and log.spool.pending == 0
+    assert all(p.stat().st_size == 0 for p in (tmp_path / "spool").glob("*.jsonl"))
+
+
+def test_journal_mode_serves_through_an_outage(pg: PostgresServer, tmp_path: Path) -> None:
+    log = open_log(pg.create_database(), tmp_path, journal=True, retry_seconds=0.1)
+    try:
+        assert log.record([row(f"before-{i}") for i in range(10)]).result(10) == "journaled"
+        assert log.drained(10)
+        pg.stop("fast")
+        try:
+            during = {log.record([row(f"down-{i}")]).result(15) for i in range(30)}
+            assert during == {"journaled"} and log.spool.pending == 30
+        finally:
+            pg.start()
+        assert log.drained(30), "the journal was not shipped after the outage"
+        assert count_rows(log) == (40, 40) and log.stats.dropped == 0
+    finally:
+        log.close()
 
 
 def test_database_outage_spools_then_replays_everything_once(pg: PostgresServer, tmp_path: Path) -> None:
@@ -299,7 +330,7 @@ def test_bounded_forms_and_label_keys() -> None:
 
 def test_database_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    assert predlog.database_url() == f"sqlite:///{predlog.DEFAULT_PATH}"
+    assert predlog.database_url() == f"sqlite:///{state_dir() / 'predlog.db'}"
     assert predlog.database_url(tmp_path / "x.db") == f"sqlite:///{tmp_path / 'x.db'}"
     monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db:5432/fleet")
     assert predlog.database_url() == "postgresql+psycopg://u:p@db:5432/fleet"

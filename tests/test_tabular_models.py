@@ -1,8 +1,9 @@
 """Loans and Titanic: training beats the seeds on held-out data, saved models answer the same after
-loading, the schemas refuse what the seeds crashed on, and the model services score whole batches."""
+loading, the schemas refuse what the seeds crashed on, and a served model scores whole batches in process."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pandas as pd
@@ -80,16 +81,36 @@ def test_batches_have_a_documented_size_limit() -> None:
         Application.model_validate({**APPLICATION, "income": float("inf")})
 
 
-def test_model_services_score_whole_batches_in_process(routing_plan: Path) -> None:
-    from bentos.loans.service import LoansModel
-    from bentos.titanic.service import TitanicModel
+def test_a_served_model_scores_whole_batches_in_process(routing_plan: Path) -> None:
+    """Concurrent requests in one worker share one model call (BentoML's dispatcher), each gets its own
+    outputs, a batch request is one job, and an unserved version is refused."""
+    from bentos.loans.spec import SPEC as LOANS
+    from bentos.titanic.spec import SPEC as TITANIC
+    from fleet.http import Problem
+    from fleet.local_model import LocalModel
+    from fleet.routing import load_plan
 
-    titanic = TitanicModel()
-    passengers = [{"Sex": "female", "Pclass": 1}, {"Sex": "male", "Pclass": 3, "Age": 30}]
-    scored = titanic.predict([{"version": None, "input": p} for p in passengers])
-    assert [s["survived"] for s in scored] == [1, 0]
-    assert {s["model_version"] for s in scored} == {titanic.served["titanic"].stable}
-    loans = LoansModel()
-    assert len(loans.predict([{"input": APPLICATION}] * 3)) == 3
-    unknown = loans.predict([{"version": "v999", "input": APPLICATION}])
-    assert "not served" in unknown[0]["error"]
+    plan = load_plan(routing_plan)
+    titanic, loans = LocalModel(TITANIC, plan["titanic"]), LocalModel(LOANS, plan["loans"])
+    calls: list[int] = []
+    score = titanic.versions._score
+    titanic.versions._score = lambda model, items: calls.append(len(items)) or score(model, items)
+    female, male = {"Sex": "female", "Pclass": 1}, {"Sex": "male", "Pclass": 3, "Age": 30}
+
+    async def requests() -> list[list[dict]]:
+        return await asyncio.gather(*(titanic.score([p]) for p in [female, male] * 20),
+                                    titanic.score([female, male, male]))
+
+    answers = asyncio.run(requests())
+    assert [a[0]["survived"] for a in answers[:40]] == [1, 0] * 20
+    assert [a["survived"] for a in answers[40]] == [1, 0, 0]
+    assert sum(calls) == 43 and len(calls) < 43  # fewer model calls than requests: batched
+    assert {a[0]["model_version"] for a in answers[:40]} == {titanic.versions.stable}
+
+    async def loans_requests() -> int:  # one event loop, as in a worker: the dispatcher belongs to it
+        assert len(await loans.score([APPLICATION] * 3)) == 3
+        with pytest.raises(Problem, match="not served"):
+            await loans.score([APPLICATION], "v999")
+        return 1
+
+    assert asyncio.run(loans_requests()) == 1

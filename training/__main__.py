@@ -16,24 +16,10 @@ from fleet.training import TrainingRun, print_metrics
 
 
 def trainers(tiny: bool = False) -> dict[str, Callable[[], TrainingRun]]:
-    """Each planned model name and the run that produces it (``tiny``: seconds, for tests)."""
-    from bentos.digits import pipeline as digits
-    from bentos.loans import pipeline as loans
-    from bentos.names import pipeline as names
-    from bentos.titanic import pipeline as titanic
-    from bentos.topics import pipeline as topics
+    """Each registered model's name and the run that produces it (``tiny``: seconds, for tests)."""
+    from bentos.registry import SPECS
 
-    def params(module: object) -> dict | None:
-        return module.TINY if tiny else None
-
-    return {
-        "names": partial(names.train, params(names)),
-        "loans": partial(loans.train, params(loans)),
-        "digits_sklearn": partial(digits.train, "sklearn", params(digits)),
-        "digits_cnn": partial(digits.train, "cnn", params(digits)),
-        "topics": partial(topics.train, params(topics)),
-        "titanic": partial(titanic.train, params(titanic)),
-    }
+    return {name: partial(spec.train, spec.tiny if tiny else None) for name, spec in SPECS.items()}
 
 
 def _is_missing(tag: str) -> bool:

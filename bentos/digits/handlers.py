@@ -9,9 +9,7 @@ import bentoml
 from bentos.digits.images import ImageError, decode
 from bentos.digits.schemas import DigitPrediction, DigitRequest, resolve
 from fleet.http import Problem, answered_by, invalid_body
-from fleet.remote import Score
-
-METHODS = {"digits_sklearn": "predict_sklearn", "digits_cnn": "predict_cnn"}
+from fleet.traffic import Score
 
 
 async def predict(
@@ -26,7 +24,7 @@ async def predict(
         pixels = decode(request.image)
     except ImageError as error:
         raise Problem(400, invalid_body("image", str(error))) from error
-    (scored,) = await scorer(name)(METHODS[name], [pixels])
+    (scored,) = await scorer(name)([pixels])
     answered_by(ctx, scored["model_version"])
     return DigitPrediction(request_id=request.request_id, prediction=scored["prediction"],
                            score=scored["score"], model_version=scored["model_version"])

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 import bentoml
 
 from bentos.loans.schemas import Application, Approval, Approvals, TrainParams, TrainResult
 from fleet.http import answered_by
-from fleet.remote import Score
-from fleet.routing import Gate
 from fleet.serving import train_gated
+from fleet.traffic import Score, Traffic
 
 
 async def _score(score: Score, applications: list[Application], ctx: bentoml.Context) -> tuple[list, str]:
-    scored = await score("predict", [a.model_dump() for a in applications])
+    scored = await score([a.model_dump() for a in applications])
     version = scored[-1]["model_version"]
     answered_by(ctx, version)
     return scored, version
@@ -35,11 +31,9 @@ async def predict_batch(score: Score, applications: list[Application], ctx: bent
     )
 
 
-async def train(
-    service: Any, params: TrainParams, ctx: bentoml.Context, gate: Gate, adopt: Callable[[str], Awaitable]
-) -> TrainResult:
+async def train(traffic: Traffic, params: TrainParams, ctx: bentoml.Context) -> TrainResult:
     """Train the next version; it serves only if it passes the gate against the stable."""
-    result = await train_gated(service, "loans", params.model_dump(exclude_none=True), gate, adopt)
+    result = await train_gated(traffic, "loans", params.model_dump(exclude_none=True))
     answered_by(ctx, result["serving_version"])
     message = result["refusal"] or "Training completed successfully."
     return TrainResult(message=message, new_model_version=result["new_model_version"],

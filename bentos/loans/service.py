@@ -1,15 +1,12 @@
-"""Credit approval behind adaptive batching, and the seed's routes (``/predict``, ``/predict_batch``,
-``/train``) as a bento of its own: ``bentoml serve bentos.loans.service:Loans``."""
+"""Credit approval as a bento of its own, the seed's routes (``/predict``, ``/predict_batch``, ``/train``)
+with the model batched in the answering worker: ``bentoml serve bentos.loans.service:Loans``."""
 
 from __future__ import annotations
 
 import bentoml
-import pandas as pd
 
-from bentos.loans import handlers, pipeline
-from bentos.loans.model import ApprovalModel
+from bentos.loans import handlers
 from bentos.loans.schemas import (
-    EXAMPLE,
     NO_PARAMS,
     Application,
     Applications,
@@ -18,66 +15,43 @@ from bentos.loans.schemas import (
     TrainParams,
     TrainResult,
 )
+from bentos.loans.spec import SPEC
 from fleet.admission import Admission
 from fleet.auth import require_admin
-from fleet.batching import batched
 from fleet.http import BodyLimit, answers_problems
-from fleet.remote import direct
-from fleet.routing import route
-from fleet.serving import MODEL_SERVICE, VersionedModels, adopt_in_place, declare_models
-from fleet.versions import ServedVersions
+from fleet.serving import SERVICE, declare_models, follow_plan, worker_index
+from fleet.traffic import Traffic
 
 
-def label(output: dict) -> int:
-    return output["approved"]
-
-
-def score(model: ApprovalModel, applications: list[dict]) -> list[dict]:
-    proba = model.predict_proba(pd.DataFrame(applications))
-    return [{"approved": int(p > 0.5), "probability": round(float(p), 6)} for p in proba]
-
-
-@bentoml.service(name="loans-model", **MODEL_SERVICE)
-class LoansModel(VersionedModels):
-    """Holds the planned versions; scores whole batches of applications, grouped by version."""
+@bentoml.service(name="loans", **SERVICE)
+class Loans:
+    """The seed 001 contract, unprefixed."""
 
     def __init__(self) -> None:
-        self.served = {"loans": ServedVersions("loans", ApprovalModel.load, score, [EXAMPLE])}
+        self.traffic = Traffic({SPEC.name: SPEC}, worker=worker_index())
 
-    @bentoml.api(**batched("loans"))
-    def predict(self, items: list[dict]) -> list[dict]:
-        return self.served["loans"].run(items)
-
-    @bentoml.api
-    async def retrain(self, params: dict) -> dict:
-        """Train a challenger; predictions go on meanwhile."""
-        return await self.retrain_and_compare("loans", pipeline.train, pipeline.evaluate, params)
-
-
-declare_models(LoansModel, "loans")
-
-
-@bentoml.service(name="loans")
-class Loans:
-    """The seed 001 contract, unprefixed, on the stable version."""
-
-    model = bentoml.depends(LoansModel)
+    @bentoml.on_startup
+    async def _follow_plan(self) -> None:
+        self._following = follow_plan(self.traffic)
 
     @bentoml.api(route="/predict")
+    @answers_problems
     async def predict(self, application: Application, /, ctx: bentoml.Context) -> Approval:
-        return await handlers.predict(direct(self.model), application, ctx)
+        return await handlers.predict(self.traffic.scorer(SPEC.name, ctx.request.headers), application, ctx)
 
     @bentoml.api(route="/predict_batch")
+    @answers_problems
     async def predict_batch(self, applications: Applications, /, ctx: bentoml.Context) -> Approvals:
-        return await handlers.predict_batch(direct(self.model), applications, ctx)
+        score = self.traffic.scorer(SPEC.name, ctx.request.headers)
+        return await handlers.predict_batch(score, applications, ctx)
 
     @bentoml.api(route="/train")
     @answers_problems
     async def train(self, params: TrainParams = NO_PARAMS, /, ctx: bentoml.Context = None) -> TrainResult:
         require_admin(ctx.request.headers, "/train")
-        adopt = adopt_in_place(self.model, "loans")
-        return await handlers.train(self.model, params, ctx, route("loans").gate, adopt)
+        return await handlers.train(self.traffic, params, ctx)
 
 
+declare_models(Loans, SPEC.name)
 Loans.add_asgi_middleware(BodyLimit)
 Loans.add_asgi_middleware(Admission)

@@ -6,7 +6,7 @@ import bentoml
 
 from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
 from fleet.http import Problem, answered_by, invalid_body
-from fleet.remote import Score
+from fleet.traffic import Score
 
 
 def check_service(version: str) -> ServiceCheck:
@@ -14,7 +14,7 @@ def check_service(version: str) -> ServiceCheck:
 
 
 async def get_prediction(score: Score, request: NameRequest, ctx: bentoml.Context) -> NamePredictions:
-    (ranked,) = await score("predict", [request.name])
+    (ranked,) = await score([request.name])
     answered_by(ctx, ranked["model_version"])
     classes = len(ranked["labels"])
     if request.n_predictions > classes:

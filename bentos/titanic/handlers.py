@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 import bentoml
 
 from bentos.titanic.schemas import Passenger, PipelineResult, SurvivalPredictions
 from fleet.http import answered_by
-from fleet.remote import Score
-from fleet.routing import Gate
 from fleet.serving import train_gated
+from fleet.traffic import Score, Traffic
 
 
 async def predict(score: Score, passengers: list[Passenger], ctx: bentoml.Context) -> SurvivalPredictions:
-    scored = await score("predict", [p.model_dump() for p in passengers])
+    scored = await score([p.model_dump() for p in passengers])
     version = scored[-1]["model_version"]
     answered_by(ctx, version)
     return SurvivalPredictions(
@@ -25,9 +21,9 @@ async def predict(score: Score, passengers: list[Passenger], ctx: bentoml.Contex
     )
 
 
-async def run_pipeline(service: Any, gate: Gate, adopt: Callable[[str], Awaitable]) -> PipelineResult:
+async def run_pipeline(traffic: Traffic) -> PipelineResult:
     """Re-run training into the next version; it serves only if it passes the gate."""
-    result = await train_gated(service, "titanic", {}, gate, adopt)
+    result = await train_gated(traffic, "titanic", {})
     return PipelineResult(
         model_version=result["serving_version"], new_model_version=result["new_model_version"],
         promoted=result["promoted"], detail=result["refusal"], gate=result["gate"], metrics=result["metrics"],

@@ -7,12 +7,12 @@ from starlette.responses import JSONResponse
 
 from bentos.topics.schemas import TopicRequest, TopicScore, to_scores
 from fleet.http import VERSION_HEADER, answered_by
-from fleet.remote import Score
+from fleet.traffic import Score
 
 
 async def _ranked(score: Score, request: TopicRequest) -> tuple[list[TopicScore], str]:
     """The ``top_k`` labels with scores (the seed's list) and the version that answered."""
-    (ranked,) = await score("predict", [request.sentence])
+    (ranked,) = await score([request.sentence])
     return to_scores([tuple(pair) for pair in ranked["ranked"][: request.top_k]]), ranked["model_version"]
 
 

@@ -109,6 +109,8 @@ spec:
           value: {{ $v.containerPort | quote }}
         - name: BENTOML_DO_NOT_TRACK
           value: "True"
+        - name: FLEET_WORKERS
+          value: {{ $v.workers | quote }}
         - name: FLEET_ADMIN_TOKEN
           valueFrom:
             secretKeyRef:

@@ -1,0 +1,117 @@
+"""The routing plan shared by every worker of a server: one file, changed under a lock, followed by all.
+
+A change is made by whichever worker received it: under an exclusive lock it re-reads the file (another
+worker may have changed another model meanwhile), loads and smoke-tests the new tags itself, then writes
+the plan with the next revision number and fsyncs it, so it is durable before it is acknowledged. Every
+other worker polls the file (a ``stat`` every 250 ms), loads what changed off the request path and swaps
+it in; a worker that cannot load a tag keeps its old plan for that model and says so in its status file,
+which ``/admin/routing`` reads back for every live worker.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+import yaml
+
+from fleet.paths import state_dir
+from fleet.routing import Route, parse_plan, plan_path, plan_text, written_plan
+
+POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A plan as written: its revision number (0 before any change) and each model's route."""
+
+    number: int
+    routes: dict[str, Route]
+
+
+def read(path: Path | None = None) -> Revision:
+    path = path or plan_path()
+    raw = yaml.safe_load(path.read_text()) or {}
+    return Revision(int(raw.pop("revision", 0)), parse_plan(raw))
+
+
+def stamp(path: Path | None = None) -> tuple[int, int, int] | None:
+    """What changes when the plan file is replaced; None when it is not there."""
+    try:
+        info = os.stat(path or plan_path())
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def write(revision: Revision) -> None:
+    """Replace the plan file atomically and durably (the data and the folder entry are fsync'd)."""
+    path = written_plan()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = plan_text(revision.routes, revision.number)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def lock() -> IO[str]:
+    """Wait for the right to change the plan: one change at a time across every worker and process on
+    this state folder. Blocking (call it in a thread); ``unlock`` what it returns."""
+    folder = state_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / "routing.lock", "w")  # noqa: SIM115 - held until unlock()
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def unlock(handle: IO[str]) -> None:
+    fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()
+
+
+# -- what each worker serves, for /admin/routing ------------------------------------------------------
+
+
+def _status_dir() -> Path:
+    """Per server: each local server has a BENTOML_HOME of its own (fleet.local_server)."""
+    return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml") / "fleet" / "workers"
+
+
+def publish(worker: int, revision: int, loaded: dict[str, list[str]], errors: dict[str, str]) -> None:
+    """Record what this worker serves now (atomically; readers never see half a file)."""
+    folder = _status_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    status = {"worker": worker, "pid": os.getpid(), "revision": revision, "loaded": loaded,
+              "errors": errors, "at": time.time()}
+    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as handle:
+        json.dump(status, handle)
+    os.replace(handle.name, folder / f"{os.getpid()}.json")
+
+
+def workers() -> list[dict[str, Any]]:
+    """The status of every live worker of this server, by worker index."""
+    found = []
+    for path in sorted(_status_dir().glob("*.json")):
+        try:
+            status = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if psutil.pid_exists(status["pid"]):
+            found.append(status)
+        else:
+            path.unlink(missing_ok=True)
+    return sorted(found, key=lambda s: s["worker"])
