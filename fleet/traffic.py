@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -31,8 +31,15 @@ FOLLOW_SECONDS = 2.0  # how long a change waits for the other workers before it 
 SHADOW_QUEUE = 64  # copies waiting per model; past it a copy is dropped, never the primary delayed
 logger = logging.getLogger(__name__)
 
-# ``score(inputs) -> outputs``: one model's scoring, already bound to a request's routing.
-Score = Callable[[list[Any]], Awaitable[list[dict[str, Any]]]]
+# ``check(outputs)`` may refuse a request once its outputs are known (raise ``Problem``); a refused
+# request is neither answered nor logged, and is counted as refused.
+Check = Callable[[list[dict[str, Any]]], None]
+
+
+class Score(Protocol):
+    """One model's scoring, already bound to a request's routing: ``await score(inputs[, check])``."""
+
+    def __call__(self, inputs: list[Any], check: Check | None = None) -> Awaitable[list[dict[str, Any]]]: ...
 
 REQUESTS = Counter("fleet_predictions_total", "Scored requests", ["model", "version", "role", "outcome"])
 LATENCY = Histogram("fleet_prediction_seconds", "Time to score a request, including the batch wait",
@@ -70,10 +77,10 @@ class Traffic:
 
         request_id = headers.get("x-request-id") or uuid.uuid4().hex
 
-        async def bound(inputs: list[Any]) -> list[dict]:
+        async def bound(inputs: list[Any], check: Check | None = None) -> list[dict]:
             route = self.plan[model]
             version, role = self._choose(model, route, headers)
-            outputs, seconds = await self._timed(model, inputs, version, role)
+            outputs, seconds = await self._timed(model, inputs, version, role, check)
             if route.shadow and role != "pinned":
                 self._shadow(model, inputs, store.parse_tag(route.shadow)[1], request_id)
             if self.log is not None:  # answer only once the rows are durable (committed or spooled)
@@ -95,11 +102,16 @@ class Traffic:
         tag, role = route.choose(model, key)
         return store.parse_tag(tag)[1], role
 
-    async def _timed(self, model: str, inputs: list[Any], version: str, role: str
-                     ) -> tuple[list[dict], float]:
+    async def _timed(self, model: str, inputs: list[Any], version: str, role: str,
+                     check: Check | None = None) -> tuple[list[dict], float]:
         started = time.perf_counter()
         try:
             outputs = await self.models[model].score(inputs, version)
+            if check is not None:
+                check(outputs)
+        except Problem as refused:
+            REQUESTS.labels(model, version, role, "refused" if refused.status < 500 else "error").inc()
+            raise
         except Exception:
             REQUESTS.labels(model, version, role, "error").inc()
             raise

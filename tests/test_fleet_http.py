@@ -27,13 +27,24 @@ def _versioned(response: httpx.Response) -> dict | list:
 
 
 def _names_the_field(response: httpx.Response, field: str) -> None:
+    """A 4xx whose body locates the problem at ``field`` (``detail[].loc``), not merely mentions it."""
     assert 400 <= response.status_code < 500, response.text
-    assert field in response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, list), response.text
+    assert any(field in [str(part) for part in problem["loc"]] for problem in detail), response.text
 
 
 # names (seed 000)
 def test_names_check_service(fleet: httpx.Client) -> None:
-    assert fleet.get("/names/check_service").json()["Message"] == "Hello world from service"
+    assert _versioned(fleet.get("/names/check_service"))["Message"] == "Hello world from service"
+
+
+def test_a_names_request_refused_for_the_class_count_is_not_logged(fleet: httpx.Client) -> None:
+    refused = fleet.post("/names/get_prediction", json={"name": "Jordan", "n_predictions": 19},
+                         headers={"X-Request-ID": "more-than-the-classes"})
+    _names_the_field(refused, "n_predictions")
+    logged = fleet.get("/admin/predictions", params={"request_id": "more-than-the-classes"}, headers=ADMIN)
+    assert logged.status_code == 200 and logged.json() == []
 
 
 def test_names_seed_example_gives_descending_log_probabilities(fleet: httpx.Client) -> None:

@@ -14,11 +14,15 @@ def check_service(version: str) -> ServiceCheck:
 
 
 async def get_prediction(score: Score, request: NameRequest, ctx: bentoml.Context) -> NamePredictions:
-    (ranked,) = await score([request.name])
+    def within_classes(outputs: list[dict]) -> None:
+        """The class count is the answering version's: refused before the prediction is logged."""
+        classes = len(outputs[0]["labels"])
+        if request.n_predictions > classes:
+            why = f"must be at most {classes}, the number of classes"
+            raise Problem(400, invalid_body("n_predictions", why))
+
+    (ranked,) = await score([request.name], within_classes)
     answered_by(ctx, ranked["model_version"])
-    classes = len(ranked["labels"])
-    if request.n_predictions > classes:
-        raise Problem(400, invalid_body("n_predictions", f"must be at most {classes}, the number of classes"))
     n = request.n_predictions
     return NamePredictions(predictions=ranked["labels"][:n], probabilities=ranked["log_probs"][:n],
                            model_version=ranked["model_version"])
