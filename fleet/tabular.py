@@ -33,3 +33,9 @@ class BinaryPipelineModel:
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         return self.pipeline.predict_proba(frame.reindex(columns=self.features))[:, 1]
+
+
+def binary_scores(model: BinaryPipelineModel, rows: list[dict], key: str) -> list[dict]:
+    """A batch of rows → ``{key: 0 | 1, "probability": p}`` each (the loans and Titanic specs' scorer)."""
+    proba = model.predict_proba(pd.DataFrame(rows))
+    return [{key: int(p > 0.5), "probability": round(float(p), 6)} for p in proba]

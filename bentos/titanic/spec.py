@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from functools import partial
 
 from bentos.titanic import pipeline
 from bentos.titanic.model import SurvivalModel
 from bentos.titanic.schemas import EXAMPLE
 from fleet.routing import Gate
 from fleet.spec import Batching, ModelSpec
-
-
-def score(model: SurvivalModel, passengers: list[dict]) -> list[dict]:
-    proba = model.predict_proba(pd.DataFrame(passengers))
-    return [{"survived": int(p > 0.5), "probability": round(float(p), 6)} for p in proba]
-
+from fleet.tabular import binary_scores
 
 SPEC = ModelSpec(
     name="titanic", ref="bentos.titanic.spec:SPEC",
-    load=SurvivalModel.load, score=score, smoke_input=[EXAMPLE],
+    load=SurvivalModel.load, score=partial(binary_scores, key="survived"), smoke_input=[EXAMPLE],
     label=lambda output: output["survived"],
     train=pipeline.train, tiny=pipeline.TINY, evaluate=pipeline.evaluate,
     gate=Gate(metric="test_accuracy", tolerance=0.01),
