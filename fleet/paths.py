@@ -9,6 +9,7 @@ writable folder the chart mounts. ``FLEET_STATE_DIR`` overrides both.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from fleet import PROJECT_ROOT, SOURCE_CHECKOUT
@@ -21,4 +22,30 @@ def state_dir() -> Path:
         return Path(explicit)
     if SOURCE_CHECKOUT:
         return PROJECT_ROOT / "var"
-    return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml") / "fleet"
+    return bentoml_home() / "fleet"
+
+
+def bentoml_home() -> Path:
+    """BentoML's home folder: ``BENTOML_HOME``, else BentoML's own default."""
+    return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+
+
+def write_atomically(path: Path, text: str, *, durable: bool = False) -> None:
+    """Replace ``path`` with ``text`` so a reader never sees half a file (its folder is created).
+
+    ``durable``: the data and the folder entry are fsync'd before this returns, so the new file
+    survives a crash of the machine, not only of the process.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+        handle.write(text)
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
+    os.replace(handle.name, path)
+    if durable:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)

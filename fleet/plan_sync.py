@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,8 @@ from typing import IO, Any
 import psutil
 import yaml
 
-from fleet.paths import state_dir
-from fleet.routing import Route, parse_plan, plan_path, plan_text, written_plan
+from fleet.paths import bentoml_home, state_dir, write_atomically
+from fleet.routing import Route, parse_plan, plan_path, save_plan, written_plan
 
 POLL_SECONDS = 0.25
 
@@ -53,19 +52,7 @@ def stamp(path: Path | None = None) -> tuple[int, int, int] | None:
 
 def write(revision: Revision) -> None:
     """Replace the plan file atomically and durably (the data and the folder entry are fsync'd)."""
-    path = written_plan()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = plan_text(revision.routes, revision.number)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    save_plan(revision.routes, written_plan(), revision.number, durable=True)
 
 
 def lock() -> IO[str]:
@@ -88,18 +75,14 @@ def unlock(handle: IO[str]) -> None:
 
 def _status_dir() -> Path:
     """Per server: each local server has a BENTOML_HOME of its own (fleet.local_server)."""
-    return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml") / "fleet" / "workers"
+    return bentoml_home() / "fleet" / "workers"
 
 
 def publish(worker: int, revision: int, loaded: dict[str, list[str]], errors: dict[str, str]) -> None:
     """Record what this worker serves now (atomically; readers never see half a file)."""
-    folder = _status_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     status = {"worker": worker, "pid": os.getpid(), "revision": revision, "loaded": loaded,
               "errors": errors, "at": time.time()}
-    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as handle:
-        json.dump(status, handle)
-    os.replace(handle.name, folder / f"{os.getpid()}.json")
+    write_atomically(_status_dir() / f"{os.getpid()}.json", json.dumps(status))
 
 
 def workers() -> list[dict[str, Any]]:

@@ -15,11 +15,11 @@ SQLite (WAL, busy timeout) by default, PostgreSQL when ``DATABASE_URL`` says so;
 Alembic's (``fleet/migrations``), upgraded to head when the log opens.
 
 In journal mode (``journal=True``, what the server uses: ``FLEET_PREDLOG_JOURNAL=off`` turns it off)
-every group is first appended to this process's spool file and fsync'd, the waiting requests are
-answered, and only then is the group committed to the database from the journal, in the same writer
-thread, off the request path: an append and an fsync cost about a quarter of a SQLite commit here, and
-nothing the caller waits for touches the database. A reader that must see its own rows (``query``)
-flushes first.
+every group is first appended to this process's spool file and fsync'd and the waiting requests are
+answered; a shipper thread of its own rotates that file and commits it to the database every
+``SHIP_SECONDS``, off the request path: an append and an fsync cost about a quarter of a SQLite commit
+here, and nothing the caller waits for touches the database. Reads that must see their own rows
+(``query``, feedback matching, drift inputs) flush first.
 
 Images are logged in a bounded form, never as the client's base64: the digits models' 8×8 input,
 rounded (``pixels_form``). Any ``inputs``/``outputs`` over ``MAX_FIELD_CHARS`` of JSON is replaced by

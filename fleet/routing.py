@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fleet import PROJECT_ROOT, SOURCE_CHECKOUT, store
-from fleet.paths import state_dir
+from fleet.paths import state_dir, write_atomically
 
 DEFAULT_PLAN = PROJECT_ROOT / "deploy" / "routing.yaml"
 Role = Literal["stable", "canary", "shadow", "pinned"]
@@ -140,14 +139,10 @@ def plan_text(plan: dict[str, Route], revision: int | None = None) -> str:
     return text + yaml.safe_dump(body, sort_keys=False)
 
 
-def save_plan(plan: dict[str, Route], path: Path | None = None) -> None:
-    """Write the plan atomically (a reader never sees half a file)."""
-    path = path or written_plan()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = plan_text(plan)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
+def save_plan(plan: dict[str, Route], path: Path | None = None, revision: int | None = None, *,
+              durable: bool = False) -> None:
+    """Write the plan atomically (a reader never sees half a file); ``durable``: fsync'd too."""
+    write_atomically(path or written_plan(), plan_text(plan, revision), durable=durable)
 
 
 def route(model: str) -> Route:

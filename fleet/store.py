@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import re
 import subprocess
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from typing import Any
 import bentoml
 
 from fleet import PROJECT_ROOT
+from fleet.paths import bentoml_home
 
 _VERSION = re.compile(r"^v(\d+)$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -65,8 +65,7 @@ def latest(name: str) -> str | None:
 
 @contextmanager
 def _store_lock(name: str) -> Iterator[None]:
-    home = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
-    lock_dir = home / "locks"
+    lock_dir = bentoml_home() / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
