@@ -65,7 +65,8 @@ class Fleet:
         # FLEET_PREDICTION_LOG=off turns it off (the benchmark measures what logging costs that way).
         logging_on = os.environ.get("FLEET_PREDICTION_LOG", "on").lower() != "off"
         journal = os.environ.get("FLEET_PREDLOG_JOURNAL", "on").lower() != "off"
-        self.log = PredictionLog(journal=journal) if logging_on else None
+        sync = "fsync" if os.environ.get("FLEET_PREDLOG_SYNC", "write").lower() == "fsync" else "write"
+        self.log = PredictionLog(journal=journal, sync=sync) if logging_on else None
         self.traffic = Traffic(SPECS, self.log, worker=worker_index())
 
     @bentoml.on_startup

@@ -62,6 +62,23 @@ def _read(path: str) -> str:
 
 # ``@bentoml.service(name=..., **SERVICE)`` for the gateway and every per-model bento.
 SERVICE: dict[str, Any] = {"workers": workers(), "traffic": {"timeout": 300}}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def share_native_threads() -> None:
+    """Give each worker's OpenMP and BLAS pools its share of the cores, unless the environment says.
+
+    Runs where the service is imported, before ``bentoml serve`` spawns the workers, which inherit it:
+    the pools read these variables once, when the library loads, and only in a process started after.
+    With every pool at its default (one thread per core in every worker) a one-row loans prediction
+    costs 42 ms here instead of 26 ms: the workers' spinning OpenMP threads fight over the cores.
+    """
+    share = str(max(1, cores() // SERVICE["workers"]))
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, share)
+
+
+share_native_threads()
 
 
 def worker_index() -> int:

@@ -141,7 +141,9 @@ def test_group_commit_shares_commits(db_url: str, tmp_path: Path) -> None:
 CHILD = textwrap.dedent("""
     import sys
     from fleet.predlog import Prediction, PredictionLog
-    log = PredictionLog(sys.argv[1], spool_dir=sys.argv[2], journal=sys.argv[3] == "journal")
+    mode = sys.argv[3]
+    log = PredictionLog(sys.argv[1], spool_dir=sys.argv[2], journal=mode != "commit",
+                        sync="write" if mode == "write-through" else "fsync")
     i = 0
     while True:
         rows = [Prediction(f"kill-{i}-{j}", "loans", "v1", "stable", {"i": i}, {"approved": 1}, 1.0)
@@ -154,10 +156,11 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("mode", ["commit", "journal"])
+@pytest.mark.parametrize("mode", ["commit", "journal", "write-through"])
 def test_answered_rows_survive_sigkill(db_url: str, tmp_path: Path, mode: str) -> None:
     """Killed mid-load: every row the log said was durable is in the database once a log opens again
-    (in journal mode, after the new log adopts and ships the dead one's journal)."""
+    (in journal mode, after the new log adopts and ships the dead one's journal; written through, the
+    rows were only written, never fsync'd, by the time the receipt said so)."""
     child = subprocess.Popen([sys.executable, "-c", CHILD, db_url, str(tmp_path / "spool"), mode], cwd=ROOT,
                              stdout=subprocess.PIPE, text=True)
     printed = []
@@ -177,17 +180,23 @@ def test_answered_rows_survive_sigkill(db_url: str, tmp_path: Path, mode: str) -
     assert {row_id for _, row_id in printed} <= ids
 
 
-def test_journal_mode_answers_from_the_journal_and_ships_every_row(db_url: str, tmp_path: Path) -> None:
-    with open_log(db_url, tmp_path, journal=True) as log:
-        outcomes = {log.record([row(f"j-{i}-{k}") for k in range(3)]).result(10) for i in range(20)}
+@pytest.mark.parametrize("sync", ["fsync", "write"])
+def test_journal_mode_answers_from_the_journal_and_ships_every_row(db_url: str, tmp_path: Path,
+                                                                  sync: str) -> None:
+    with open_log(db_url, tmp_path, journal=True, sync=sync) as log:
+        receipts = [log.record([row(f"j-{i}-{k}") for k in range(3)]) for i in range(20)]
+        if sync == "write":  # written in the caller's thread: done before record returns
+            assert all(r.done() for r in receipts)
+        outcomes = {r.result(10) for r in receipts}
         assert outcomes == {"journaled"}
         assert len(log.query(limit=None)) == 60  # a reader sees its own rows: query flushes first
         assert count_rows(log) == (60, 60) and log.spool.pending == 0
     assert all(p.stat().st_size == 0 for p in (tmp_path / "spool").glob("*.jsonl"))
 
 
-def test_journal_mode_serves_through_an_outage(pg: PostgresServer, tmp_path: Path) -> None:
-    log = open_log(pg.create_database(), tmp_path, journal=True, retry_seconds=0.1)
+@pytest.mark.parametrize("sync", ["fsync", "write"])
+def test_journal_mode_serves_through_an_outage(pg: PostgresServer, tmp_path: Path, sync: str) -> None:
+    log = open_log(pg.create_database(), tmp_path, journal=True, retry_seconds=0.1, sync=sync)
     try:
         assert log.record([row(f"before-{i}") for i in range(10)]).result(10) == "journaled"
         assert log.drained(10)
