@@ -24,7 +24,10 @@ train: venv
 	$(PY) -m training --missing
 
 ## Serve all five models behind one gateway on $(HOST):$(PORT).
-serve: train
+## Refuses at once (naming the pids) if $(HOST):$(PORT) is held, e.g. by a server still running.
+serve: venv
+	$(PY) -m fleet.lifetime $(HOST) $(PORT)
+	$(PY) -m training --missing
 	$(VENV)/bin/bentoml serve service:Fleet --host $(HOST) --port $(PORT)
 
 ## The whole test suite (what CI runs).

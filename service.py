@@ -39,12 +39,11 @@ from bentos.titanic.schemas import Passengers, PipelineResult, SurvivalPredictio
 from bentos.topics import handlers as topics
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
 from fleet import monitoring, plan_sync, report, store
-from fleet.admission import Admission
 from fleet.auth import require_admin
-from fleet.http import BodyLimit, Problem, RequestId, answers_problems, problem_response, versioned_json
+from fleet.http import Problem, answers_problems, problem_response, versioned_json
 from fleet.predlog import PredictionLog
 from fleet.routing import RouteChange
-from fleet.serving import SERVICE, declare_models, follow_plan, limit_threads, worker_index
+from fleet.serving import SERVICE, add_edge, declare_models, limit_threads, start_worker, worker_index
 from fleet.traffic import Traffic
 
 # Routes BentoML cannot declare itself (GET and PUT, the admin API), mounted on the gateway.
@@ -71,7 +70,7 @@ class Fleet:
 
     @bentoml.on_startup
     async def _start_watching(self) -> None:
-        self._following = follow_plan(self.traffic)
+        self._following = start_worker(self.traffic)
         if self.log is not None:
             self._accuracy = asyncio.get_running_loop().create_task(monitoring.refresh_accuracy(self.log))
 
@@ -220,7 +219,5 @@ class Fleet:
         return (await self.traffic.rollback(model)).model_dump()
 
 
+add_edge(Fleet)
 declare_models(Fleet, *SPECS)
-Fleet.add_asgi_middleware(BodyLimit)
-Fleet.add_asgi_middleware(Admission)
-Fleet.add_asgi_middleware(RequestId)

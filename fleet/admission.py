@@ -12,12 +12,13 @@ another route's callers, and a few requests (``FLOOR``) are always admitted.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from dataclasses import dataclass, field
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from fleet.http import send_json
 
 BUDGET_S = float(os.environ.get("FLEET_LATENCY_BUDGET_MS", "1000")) / 1000
 FLOOR = 8  # always admit this many in flight per route
@@ -65,9 +66,4 @@ class Admission:
     async def _refuse(self, send: Send, path: str, in_flight: int) -> None:
         detail = (f"{path} is past capacity: {in_flight} requests in flight and the oldest has waited "
                   f"over {self.budget_s:g} s; retry after 1 s")
-        body = json.dumps({"detail": detail}).encode()
-        start: Message = {"type": "http.response.start", "status": 503,
-                          "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"),
-                                      (b"content-length", str(len(body)).encode())]}
-        await send(start)
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 503, {"detail": detail}, [(b"retry-after", b"1")])

@@ -80,21 +80,29 @@ def _status_dir() -> Path:
 
 def publish(worker: int, revision: int, loaded: dict[str, list[str]], errors: dict[str, str]) -> None:
     """Record what this worker serves now (atomically; readers never see half a file)."""
-    status = {"worker": worker, "pid": os.getpid(), "revision": revision, "loaded": loaded,
-              "errors": errors, "at": time.time()}
+    status = {"worker": worker, "pid": os.getpid(), "generation": os.getppid(), "revision": revision,
+              "loaded": loaded, "errors": errors, "at": time.time()}
     write_atomically(_status_dir() / f"{os.getpid()}.json", json.dumps(status))
 
 
+def own_status() -> dict[str, Any] | None:
+    """What this worker last published, if it has."""
+    try:
+        return json.loads((_status_dir() / f"{os.getpid()}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def workers() -> list[dict[str, Any]]:
-    """The status of every live worker of this server, by worker index."""
+    """The status of every live worker of this server (this generation), by worker index."""
     found = []
     for path in sorted(_status_dir().glob("*.json")):
         try:
             status = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if psutil.pid_exists(status["pid"]):
-            found.append(status)
-        else:
+        if not psutil.pid_exists(status["pid"]):
             path.unlink(missing_ok=True)
+        elif status.get("generation") == os.getppid():
+            found.append(status)
     return sorted(found, key=lambda s: s["worker"])

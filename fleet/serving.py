@@ -11,6 +11,9 @@ import psutil
 from bentoml.models import BentoModel
 
 from fleet import store
+from fleet.admission import Admission
+from fleet.http import BodyLimit, RequestId
+from fleet.lifetime import Readiness, die_with_parent
 from fleet.retrain import challenge
 from fleet.routing import route
 from fleet.traffic import Traffic
@@ -93,14 +96,24 @@ def limit_threads() -> None:
     torch.set_num_threads(max(1, cores() // SERVICE["workers"]))
 
 
+def add_edge(service: Any) -> None:
+    """The same HTTP edge in front of every service, gateway and per-model bentos alike (outermost
+    last): body size limit, per-route admission, request ids, and ``/readyz`` naming its generation."""
+    for middleware in (BodyLimit, Admission, RequestId, Readiness):
+        service.add_asgi_middleware(middleware)
+
+
 def declare_models(service: Any, *models: str) -> None:
     """Record every tag the plan names for ``models`` on the service, so ``bentoml build`` packs them."""
     tags = {tag for name in models for tag in route(name).kept_tags()}
     service.models.extend(BentoModel(tag) for tag in sorted(tags))
 
 
-def follow_plan(traffic: Traffic) -> asyncio.Task[None]:
-    """Start following other workers' plan changes (call from an ``on_startup`` hook)."""
+def start_worker(traffic: Traffic) -> asyncio.Task[None]:
+    """What every serving worker does once it runs (call from an ``on_startup`` hook): stop when its
+    server dies (``fleet.lifetime``), and follow other workers' plan changes."""
+    if bentoml.server_context.worker_index is not None:
+        die_with_parent()
     return asyncio.get_running_loop().create_task(traffic.follow())
 
 

@@ -8,9 +8,8 @@ import bentoml
 from bentos.digits import handlers
 from bentos.digits.schemas import DigitPrediction, DigitRequest
 from bentos.digits.spec import CNN, SKLEARN
-from fleet.admission import Admission
-from fleet.http import BodyLimit, answers_problems
-from fleet.serving import SERVICE, declare_models, follow_plan, limit_threads, worker_index
+from fleet.http import answers_problems
+from fleet.serving import SERVICE, add_edge, declare_models, limit_threads, start_worker, worker_index
 from fleet.traffic import Traffic
 
 
@@ -23,8 +22,8 @@ class Digits:
         self.traffic = Traffic({SKLEARN.name: SKLEARN, CNN.name: CNN}, worker=worker_index())
 
     @bentoml.on_startup
-    async def _follow_plan(self) -> None:
-        self._following = follow_plan(self.traffic)
+    async def _start_worker(self) -> None:
+        self._following = start_worker(self.traffic)
 
     @bentoml.api(route="/predict/")
     @answers_problems
@@ -33,6 +32,5 @@ class Digits:
         return await handlers.predict(lambda name: self.traffic.scorer(name, headers), request, ctx)
 
 
+add_edge(Digits)
 declare_models(Digits, SKLEARN.name, CNN.name)
-Digits.add_asgi_middleware(BodyLimit)
-Digits.add_asgi_middleware(Admission)

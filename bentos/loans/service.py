@@ -16,10 +16,9 @@ from bentos.loans.schemas import (
     TrainResult,
 )
 from bentos.loans.spec import SPEC
-from fleet.admission import Admission
 from fleet.auth import require_admin
-from fleet.http import BodyLimit, answers_problems
-from fleet.serving import SERVICE, declare_models, follow_plan, worker_index
+from fleet.http import answers_problems
+from fleet.serving import SERVICE, add_edge, declare_models, start_worker, worker_index
 from fleet.traffic import Traffic
 
 
@@ -31,8 +30,8 @@ class Loans:
         self.traffic = Traffic({SPEC.name: SPEC}, worker=worker_index())
 
     @bentoml.on_startup
-    async def _follow_plan(self) -> None:
-        self._following = follow_plan(self.traffic)
+    async def _start_worker(self) -> None:
+        self._following = start_worker(self.traffic)
 
     @bentoml.api(route="/predict")
     @answers_problems
@@ -52,6 +51,5 @@ class Loans:
         return await handlers.train(self.traffic, params, ctx)
 
 
+add_edge(Loans)
 declare_models(Loans, SPEC.name)
-Loans.add_asgi_middleware(BodyLimit)
-Loans.add_asgi_middleware(Admission)

@@ -10,9 +10,8 @@ from fastapi import FastAPI
 from bentos.names import handlers
 from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
 from bentos.names.spec import SPEC
-from fleet.admission import Admission
-from fleet.http import BodyLimit, answers_problems, versioned_json
-from fleet.serving import SERVICE, declare_models, follow_plan, limit_threads, worker_index
+from fleet.http import answers_problems, versioned_json
+from fleet.serving import SERVICE, add_edge, declare_models, limit_threads, start_worker, worker_index
 from fleet.traffic import Traffic
 
 app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -28,8 +27,8 @@ class Names:
         self.traffic = Traffic({SPEC.name: SPEC}, worker=worker_index())
 
     @bentoml.on_startup
-    async def _follow_plan(self) -> None:
-        self._following = follow_plan(self.traffic)
+    async def _start_worker(self) -> None:
+        self._following = start_worker(self.traffic)
 
     @app.get("/check_service")
     async def check_service(self) -> ServiceCheck:
@@ -42,6 +41,5 @@ class Names:
         return await handlers.get_prediction(score, request, ctx)
 
 
+add_edge(Names)
 declare_models(Names, SPEC.name)
-Names.add_asgi_middleware(BodyLimit)
-Names.add_asgi_middleware(Admission)

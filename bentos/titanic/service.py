@@ -9,10 +9,9 @@ from fastapi import FastAPI, Request
 from bentos.titanic import handlers
 from bentos.titanic.schemas import Passengers, PipelineResult, SurvivalPredictions
 from bentos.titanic.spec import SPEC
-from fleet.admission import Admission
 from fleet.auth import require_admin
-from fleet.http import BodyLimit, answers_problems, problem_response, versioned_json
-from fleet.serving import SERVICE, declare_models, follow_plan, worker_index
+from fleet.http import answers_problems, problem_response, versioned_json
+from fleet.serving import SERVICE, add_edge, declare_models, start_worker, worker_index
 from fleet.traffic import Traffic
 
 app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -27,8 +26,8 @@ class Titanic:
         self.traffic = Traffic({SPEC.name: SPEC}, worker=worker_index())
 
     @bentoml.on_startup
-    async def _follow_plan(self) -> None:
-        self._following = follow_plan(self.traffic)
+    async def _start_worker(self) -> None:
+        self._following = start_worker(self.traffic)
 
     @bentoml.api(route="/predict")
     @answers_problems
@@ -42,6 +41,5 @@ class Titanic:
         return versioned_json(await handlers.run_pipeline(self.traffic))
 
 
+add_edge(Titanic)
 declare_models(Titanic, SPEC.name)
-Titanic.add_asgi_middleware(BodyLimit)
-Titanic.add_asgi_middleware(Admission)

@@ -9,9 +9,8 @@ from fastapi import FastAPI, Request
 from bentos.topics import handlers
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
 from bentos.topics.spec import SPEC
-from fleet.admission import Admission
-from fleet.http import BodyLimit, answers_problems, problem_response
-from fleet.serving import SERVICE, declare_models, follow_plan, limit_threads, worker_index
+from fleet.http import answers_problems, problem_response
+from fleet.serving import SERVICE, add_edge, declare_models, limit_threads, start_worker, worker_index
 from fleet.traffic import Traffic
 
 app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -27,8 +26,8 @@ class Topics:
         self.traffic = Traffic({SPEC.name: SPEC}, worker=worker_index())
 
     @bentoml.on_startup
-    async def _follow_plan(self) -> None:
-        self._following = follow_plan(self.traffic)
+    async def _start_worker(self) -> None:
+        self._following = start_worker(self.traffic)
 
     @app.get("/classify")
     @problem_response
@@ -41,6 +40,5 @@ class Topics:
         return await handlers.classify(self.traffic.scorer(SPEC.name, ctx.request.headers), request, ctx)
 
 
+add_edge(Topics)
 declare_models(Topics, SPEC.name)
-Topics.add_asgi_middleware(BodyLimit)
-Topics.add_asgi_middleware(Admission)
