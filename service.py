@@ -219,5 +219,5 @@ class Fleet:
         return (await self.traffic.rollback(model)).model_dump()
 
 
-add_edge(Fleet)
+add_edge(Fleet, admin=("/loans/train", "/titanic/run-pipeline"))
 declare_models(Fleet, *SPECS)

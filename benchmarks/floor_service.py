@@ -14,9 +14,7 @@ from bentos.loans.schemas import Application, Approval
 from bentos.names.schemas import NamePredictions, NameRequest
 from bentos.titanic.schemas import Passengers, SurvivalPredictions
 from bentos.topics.schemas import TopicRequest, TopicScore
-from fleet.admission import Admission
-from fleet.http import BodyLimit, RequestId
-from fleet.serving import SERVICE
+from fleet.serving import SERVICE, add_edge
 
 VERSION = "v0"
 
@@ -48,6 +46,4 @@ class Floor:
                                    model_version=VERSION)
 
 
-Floor.add_asgi_middleware(BodyLimit)
-Floor.add_asgi_middleware(Admission)
-Floor.add_asgi_middleware(RequestId)
+add_edge(Floor)  # the same edge as every fleet service

@@ -26,4 +26,5 @@ def require_admin(headers: Mapping[str, str], route: str) -> None:
     scheme, _, given = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.encode()):
         logger.warning("refused %s: missing or wrong bearer token", route)
-        raise Problem(401, {"detail": "a valid 'Authorization: Bearer <token>' header is required"})
+        raise Problem(401, {"detail": "a valid 'Authorization: Bearer <token>' header is required"},
+                      {"WWW-Authenticate": 'Bearer realm="bento-fleet"'})

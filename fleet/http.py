@@ -1,8 +1,5 @@
-"""The HTTP edge shared by every service: body size limit, 4xx bodies that name the field, version header.
-
-BentoML reads request bodies whole and has no size limit, so the limit is an ASGI middleware that
-refuses by Content-Length and also counts streamed chunks.
-"""
+"""What handlers share to answer: refusals (``Problem``) and their rendering, 4xx bodies that name the
+field, request ids, the version header. The checks before any handler are ``fleet.edge``."""
 
 from __future__ import annotations
 
@@ -20,54 +17,15 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 VERSION_HEADER = "X-Model-Version"
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 _ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class Problem(Exception):
     """A refusal with its HTTP status and JSON body, raised anywhere below a route."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         super().__init__(f"{status}: {body}")
-        self.status, self.body = status, body
-
-
-class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` with 413 before they are read into memory."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(send)
-            return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise BodyTooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except BodyTooLarge:
-            await self._refuse(send)
-
-    async def _refuse(self, send: Send) -> None:
-        await send_json(send, 413, {"detail": f"request body is larger than {self.max_bytes} bytes"})
+        self.status, self.body, self.headers = status, body, headers or {}
 
 
 async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -112,10 +70,11 @@ def invalid_body(field: str, message: str) -> dict[str, Any]:
             "detail": [{"loc": [field], "msg": message, "type": "value_error"}]}
 
 
-def reject(ctx: bentoml.Context, status: int, body: dict[str, Any]) -> JSONResponse:
+def reject(ctx: bentoml.Context, status: int, body: dict[str, Any],
+           headers: dict[str, str] | None = None) -> JSONResponse:
     """An error answer from a ``bentoml.api`` with a context (BentoML copies the context status)."""
     ctx.response.status_code = status
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def answers_problems(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -130,7 +89,7 @@ def answers_problems(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Aw
         try:
             return await handler(*args, **kwargs)
         except Problem as problem:
-            return reject(kwargs["ctx"], problem.status, problem.body)
+            return reject(kwargs["ctx"], problem.status, problem.body, problem.headers)
 
     wrapper.__signature__ = inspect.signature(handler)  # type: ignore[attr-defined]
     return wrapper
@@ -144,7 +103,7 @@ def problem_response(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Aw
         try:
             return await handler(*args, **kwargs)
         except Problem as problem:
-            return JSONResponse(problem.body, status_code=problem.status)
+            return JSONResponse(problem.body, status_code=problem.status, headers=problem.headers)
 
     return wrapper
 

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import psutil
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -53,7 +53,8 @@ def generation(pid: int | None = None) -> Generation:
 
 
 def die_with_parent() -> None:
-    """Make this worker stop when the process that started it dies, however it died. Idempotent."""
+    """Make this worker stop when the process that started it dies, however it died. Idempotent; call
+    it as early as the worker runs (a worker still loading its models must not outlive the server)."""
     global _parent
     if _parent is not None:
         return
@@ -61,33 +62,16 @@ def die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):  # Linux only; the watchdog covers the rest
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _with_deadline(signal.getsignal(signal.SIGTERM)))
     threading.Thread(target=_watch, name="fleet-parent-watch", daemon=True).start()
 
 
-def orphaned() -> bool:
-    return _parent is not None and os.getppid() != _parent
-
-
 def _watch() -> None:
-    while not orphaned():
+    """Once the parent is gone: a clean stop (SIGTERM: uvicorn's graceful shutdown closes the log), and
+    an exit ``GRACE_SECONDS`` later whatever that stop is waiting for."""
+    while os.getppid() == _parent:
         time.sleep(WATCH_SECONDS)
+    threading.Timer(GRACE_SECONDS, os._exit, args=(0,)).start()
     os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _with_deadline(handler: Any) -> Any:
-    """Wrap the SIGTERM handler in place (uvicorn's graceful shutdown): an orphan gets
-    ``GRACE_SECONDS`` to stop cleanly, then exits; a stop asked by a living arbiter is left alone."""
-
-    def on_term(signum: int, frame: Any) -> None:
-        if orphaned():
-            threading.Timer(GRACE_SECONDS, os._exit, args=(0,)).start()
-        if callable(handler):
-            handler(signum, frame)
-        elif handler == signal.SIG_DFL:
-            os._exit(0)
-
-    return on_term
 
 
 class Readiness:

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 class Feedback(BaseModel):
     """The true outcome of one answered prediction (``item``: its position in a batch request)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     request_id: Annotated[str, Field(min_length=1, max_length=128)]
     label: StrictBool | StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=100)]

@@ -12,7 +12,8 @@ from bentoml.models import BentoModel
 
 from fleet import store
 from fleet.admission import Admission
-from fleet.http import BodyLimit, RequestId
+from fleet.edge import Edge
+from fleet.http import RequestId
 from fleet.lifetime import Readiness, die_with_parent
 from fleet.retrain import challenge
 from fleet.routing import route
@@ -82,6 +83,8 @@ def share_native_threads() -> None:
 
 
 share_native_threads()
+if bentoml.server_context.worker_index is not None:  # a worker of ``bentoml serve``, importing its service
+    die_with_parent()
 
 
 def worker_index() -> int:
@@ -96,10 +99,12 @@ def limit_threads() -> None:
     torch.set_num_threads(max(1, cores() // SERVICE["workers"]))
 
 
-def add_edge(service: Any) -> None:
+def add_edge(service: Any, admin: tuple[str, ...] = ()) -> None:
     """The same HTTP edge in front of every service, gateway and per-model bentos alike (outermost
-    last): body size limit, per-route admission, request ids, and ``/readyz`` naming its generation."""
-    for middleware in (BodyLimit, Admission, RequestId, Readiness):
+    first): body and token checks (``admin``: path prefixes beyond ``/admin`` that need the token),
+    per-route admission, request ids, and ``/readyz`` naming its generation."""
+    service.add_asgi_middleware(Edge, admin=("/admin", *admin))
+    for middleware in (Admission, RequestId, Readiness):
         service.add_asgi_middleware(middleware)
 
 
@@ -110,10 +115,8 @@ def declare_models(service: Any, *models: str) -> None:
 
 
 def start_worker(traffic: Traffic) -> asyncio.Task[None]:
-    """What every serving worker does once it runs (call from an ``on_startup`` hook): stop when its
-    server dies (``fleet.lifetime``), and follow other workers' plan changes."""
-    if bentoml.server_context.worker_index is not None:
-        die_with_parent()
+    """What every serving worker does once it runs (call from an ``on_startup`` hook): follow other
+    workers' plan changes."""
     return asyncio.get_running_loop().create_task(traffic.follow())
 
 

@@ -17,6 +17,8 @@ async def predict(
 ) -> DigitPrediction:
     """Resolve the model name, decode and normalise the image here (a bad one is a 400 at once), then
     score the 8×8 pixels in a batch with ``scorer(store_model_name)``."""
+    if not (request.model or "").strip():  # the seed's own answer and test
+        raise Problem(400, {"detail": "Model name is required"})
     name = resolve(request.model)
     if name is None:
         raise Problem(400, {"detail": "Invalid model name"})

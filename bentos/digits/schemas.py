@@ -30,12 +30,15 @@ def resolve(name: str) -> str | None:
 class DigitRequest(BaseModel):
     """``{"request_id", "model", "image"}`` as in the seed; its task statement spelt ``model`` ``modelo``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     request_id: Annotated[str, Field(min_length=1, max_length=128)]
     model: Annotated[
-        str, Field(min_length=1, max_length=64, validation_alias=AliasChoices("model", "modelo"))
-    ]
+        str | None,
+        Field(max_length=64, validation_alias=AliasChoices("model", "modelo"),
+              description="Which model answers; without it the answer is the seed's 400 "
+                          '{"detail": "Model name is required"}.'),
+    ] = None
     image: Annotated[
         str,
         Field(

@@ -13,7 +13,7 @@ Count = Annotated[int, Field(ge=0, le=1000)]
 class Application(BaseModel):
     """One credit application (AER/CreditCard columns); every field is required."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     reports: Annotated[int, Field(ge=0, le=100, description="major derogatory reports")]
     age: Annotated[float, Field(ge=18, le=120, description="age in years")]
@@ -46,7 +46,7 @@ class Approvals(BaseModel):
 class TrainParams(BaseModel):
     """Optional training parameters; ``epochs`` is read as boosting iterations."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     max_iter: Annotated[int, Field(ge=10, le=2000)] | None = Field(
         None, validation_alias=AliasChoices("max_iter", "epochs"))

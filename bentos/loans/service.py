@@ -51,5 +51,5 @@ class Loans:
         return await handlers.train(self.traffic, params, ctx)
 
 
-add_edge(Loans)
+add_edge(Loans, admin=("/train",))
 declare_models(Loans, SPEC.name)

@@ -15,7 +15,7 @@ MAX_PREDICTIONS = 20
 class NameRequest(BaseModel):
     """One surname and how many of the likeliest countries to return (seed: ``{"name", "n_predictions"}``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS)]
     n_predictions: Annotated[int, Field(ge=1, le=MAX_PREDICTIONS)] = 3

@@ -16,7 +16,7 @@ class Passenger(BaseModel):
     accepted so Kaggle rows can be sent as they are, but the training data does not record them.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     Sex: Literal["male", "female"]
     Pclass: Annotated[int, Field(ge=1, le=3)] | None = None

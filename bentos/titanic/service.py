@@ -41,5 +41,5 @@ class Titanic:
         return versioned_json(await handlers.run_pipeline(self.traffic))
 
 
-add_edge(Titanic)
+add_edge(Titanic, admin=("/run-pipeline",))
 declare_models(Titanic, SPEC.name)

@@ -17,7 +17,7 @@ TopK = Annotated[int, Field(ge=1, le=MAX_TOP_K)]
 class TopicRequest(BaseModel):
     """``GET /classify?sentence=…`` or the same fields as a JSON body; blank sentences are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     sentence: Sentence
     top_k: TopK = 1
