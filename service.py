@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Annotated
 
 import bentoml
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import Body, Query, Request
 from fastapi.responses import HTMLResponse
 
 from bentos.digits import handlers as digits
@@ -33,21 +33,21 @@ from bentos.loans.schemas import (
 )
 from bentos.names import handlers as names
 from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
-from bentos.registry import SPECS
+from bentos.registry import OPERATIONS, SPECS, TAGS
 from bentos.titanic import handlers as titanic
 from bentos.titanic.schemas import Passengers, PipelineResult, SurvivalPredictions
 from bentos.topics import handlers as topics
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
-from fleet import monitoring, plan_sync, report, store
+from fleet import gateway_docs, monitoring, openapi, plan_sync, report, store
 from fleet.auth import require_admin
-from fleet.http import Problem, answers_problems, problem_response, versioned_json
+from fleet.http import Problem, answers_problems, mounted_routes, problem_response, versioned_json
 from fleet.predlog import PredictionLog
 from fleet.routing import RouteChange
 from fleet.serving import SERVICE, add_edge, declare_models, limit_threads, start_worker, worker_index
 from fleet.traffic import Traffic
 
 # Routes BentoML cannot declare itself (GET and PUT, the admin API), mounted on the gateway.
-routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+routes = mounted_routes()
 
 
 @bentoml.service(name="fleet", **SERVICE)
@@ -219,5 +219,7 @@ class Fleet:
         return (await self.traffic.rollback(model)).model_dump()
 
 
-add_edge(Fleet, admin=("/loans/train", "/titanic/run-pipeline"))
+DOCS = openapi.gateway(gateway_docs.DESCRIPTION, [*TAGS, *gateway_docs.TAGS],
+                       {**OPERATIONS, **gateway_docs.OPERATIONS})
+add_edge(Fleet, DOCS, admin=("/loans/train", "/titanic/run-pipeline"))
 declare_models(Fleet, *SPECS)

@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import bentoml
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -116,3 +118,18 @@ def versioned_json(body: BaseModel) -> JSONResponse:
 def answered_by(ctx: bentoml.Context, version: str) -> None:
     """Every answer says which model version produced it."""
     ctx.response.headers[VERSION_HEADER] = version
+
+
+def mounted_routes() -> FastAPI:
+    """The FastAPI app for the routes BentoML cannot declare (GET, PUT, admin), refusing bad input as
+    BentoML's own routes do: 400 and ``{"error", "detail": [{"loc", "msg", "type"}]}``, not 422."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        detail = [{"loc": [p for p in e["loc"] if p not in ("body", "query")] or list(e["loc"]),
+                   "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+        body = {"error": f"{len(detail)} validation error(s)", "detail": detail}
+        return JSONResponse(body, status_code=400)
+
+    return app

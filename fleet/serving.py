@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 import bentoml
@@ -15,6 +16,7 @@ from fleet.admission import Admission
 from fleet.edge import Edge
 from fleet.http import RequestId
 from fleet.lifetime import Readiness, die_with_parent
+from fleet.openapi import Described, Docs
 from fleet.retrain import challenge
 from fleet.routing import route
 from fleet.traffic import Traffic
@@ -99,11 +101,13 @@ def limit_threads() -> None:
     torch.set_num_threads(max(1, cores() // SERVICE["workers"]))
 
 
-def add_edge(service: Any, admin: tuple[str, ...] = ()) -> None:
+def add_edge(service: Any, describe: Callable[[], Described], admin: tuple[str, ...] = ()) -> None:
     """The same HTTP edge in front of every service, gateway and per-model bentos alike (outermost
     first): body and token checks (``admin``: path prefixes beyond ``/admin`` that need the token),
-    per-route admission, request ids, and ``/readyz`` naming its generation."""
+    the docs page and spec (``describe``: ``fleet.openapi.gateway`` or ``model_bento``), per-route
+    admission, request ids, and ``/readyz`` naming its generation."""
     service.add_asgi_middleware(Edge, admin=("/admin", *admin))
+    service.add_asgi_middleware(Docs, describe=describe)
     for middleware in (Admission, RequestId, Readiness):
         service.add_asgi_middleware(middleware)
 

@@ -263,7 +263,6 @@ def test_request_accepts_modelo_and_resolves_names() -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        {"request_id": "1", "image": SEED_IMAGE},
         {"request_id": "", "model": "svm", "image": SEED_IMAGE},
         {"request_id": "x" * 129, "model": "svm", "image": SEED_IMAGE},
         {"request_id": "1", "model": "svm", "image": ""},

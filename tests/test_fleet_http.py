@@ -112,6 +112,16 @@ def test_digits_unknown_model_is_the_seed_400(fleet: httpx.Client) -> None:
         assert (response.status_code, response.json()) == (400, {"detail": "Invalid model name"})
 
 
+def test_digits_seed_paths_and_missing_model_answer_as_the_seed_tests_expect(fleet: httpx.Client) -> None:
+    """The seed's curl posts to ``/predict/`` (no redirect may be in between) and its test
+    ``test_missing_model_field`` expects this exact 400."""
+    ok = fleet.post("/digits/predict/", json={"request_id": "123", "model": "clf.pickle", "image": SEED_JPEG})
+    assert ok.status_code == 200 and ok.json()["prediction"] == 8
+    for model in ({}, {"model": " "}):
+        response = fleet.post("/digits/predict/", json={"request_id": "1", "image": SEED_JPEG, **model})
+        assert (response.status_code, response.json()) == (400, {"detail": "Model name is required"})
+
+
 @pytest.mark.parametrize("image", ["%%%not-base64", "aGVsbG8gd29ybGQ=", ""])
 def test_digits_bad_images_are_400_naming_image(fleet: httpx.Client, image: str) -> None:
     _names_the_field(fleet.post("/digits/predict", json={"request_id": "1", "model": "cnn", "image": image}),

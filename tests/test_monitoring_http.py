@@ -145,7 +145,7 @@ def test_feedback_gives_live_accuracy_and_the_log_reads_back(
     assert stored.json() == {"stored": 10, "unmatched": []}
     assert quiet_gateway.post("/loans/feedback", json={"request_id": "never-seen", "label": 1}).json() == \
         {"stored": 1, "unmatched": ["never-seen"]}
-    assert quiet_gateway.post("/loans/feedback", json={"request_id": "x", "label": None}).status_code == 422
+    assert quiet_gateway.post("/loans/feedback", json={"request_id": "x", "label": None}).status_code == 400
     assert quiet_gateway.post("/nope/feedback", json={"request_id": "x", "label": 1}).status_code == 404
     logged = quiet_gateway.get("/admin/predictions", params={"request_id": ids[0]}, headers=ADMIN).json()
     assert [(row["model"], row["role"]) for row in logged] == [("loans", "stable")]

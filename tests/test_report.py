@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
-import subprocess
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,8 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from fleet import report
 from fleet.predlog import Prediction, PredictionLog
+from tests.browser import INSTALL, find_chromium, headless
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = find_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -98,23 +96,12 @@ def test_report_cli(log: PredictionLog, tmp_path: Path, capsys: pytest.CaptureFi
     assert "<h2>topics</h2>" in text and "<h2>loans</h2>" not in text
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                    reason=f"{CHROMIUM} is absent (apt-get install -y chromium, about 25 s, to run this)")
+@pytest.mark.skipif(CHROMIUM is None, reason=f"no Chromium found: {INSTALL}")
 def test_report_renders_in_headless_chromium(page: Path, tmp_path: Path) -> None:
     from PIL import Image
 
     shot = tmp_path / "report.png"
-    profile = tempfile.mkdtemp(prefix="chromium-")
-    try:
-        subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--no-first-run", f"--user-data-dir={profile}", f"--screenshot={shot}",
-             "--window-size=1200,1600", "--hide-scrollbars", page.as_uri()],
-            check=True, capture_output=True, timeout=90)
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+    headless(CHROMIUM, f"--screenshot={shot}", "--window-size=1200,1600", "--hide-scrollbars", page.as_uri())
     with Image.open(shot) as image:
-        assert image.size == (1200, 1600)
         colours = image.convert("L").getcolors(maxcolors=1 << 16)
     assert colours is not None and len(colours) > 50, "the screenshot is (nearly) blank"

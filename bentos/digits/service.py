@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import bentoml
 
-from bentos.digits import handlers
+from bentos.digits import docs, handlers
 from bentos.digits.schemas import DigitPrediction, DigitRequest
 from bentos.digits.spec import CNN, SKLEARN
 from fleet.http import answers_problems
+from fleet.openapi import model_bento
 from fleet.serving import SERVICE, add_edge, declare_models, limit_threads, start_worker, worker_index
 from fleet.traffic import Traffic
 
 
 @bentoml.service(name="digits", **SERVICE)
 class Digits:
-    """The seed 002 contract, unprefixed (``/predict/``, the seed's trailing slash)."""
+    """The seed 002 contract, unprefixed: ``/predict/`` as the seed posts it (the edge takes the path
+    with or without its trailing slash)."""
 
     def __init__(self) -> None:
         limit_threads()
@@ -25,12 +27,12 @@ class Digits:
     async def _start_worker(self) -> None:
         self._following = start_worker(self.traffic)
 
-    @bentoml.api(route="/predict/")
+    @bentoml.api(route="/predict")
     @answers_problems
     async def predict(self, request: DigitRequest, /, ctx: bentoml.Context) -> DigitPrediction:
         headers = ctx.request.headers
         return await handlers.predict(lambda name: self.traffic.scorer(name, headers), request, ctx)
 
 
-add_edge(Digits)
+add_edge(Digits, model_bento(docs.TAG, docs.OPERATIONS))
 declare_models(Digits, SKLEARN.name, CNN.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bentoml
 
-from bentos.loans import handlers
+from bentos.loans import docs, handlers
 from bentos.loans.schemas import (
     NO_PARAMS,
     Application,
@@ -18,6 +18,7 @@ from bentos.loans.schemas import (
 from bentos.loans.spec import SPEC
 from fleet.auth import require_admin
 from fleet.http import answers_problems
+from fleet.openapi import model_bento
 from fleet.serving import SERVICE, add_edge, declare_models, start_worker, worker_index
 from fleet.traffic import Traffic
 
@@ -51,5 +52,5 @@ class Loans:
         return await handlers.train(self.traffic, params, ctx)
 
 
-add_edge(Loans, admin=("/train",))
+add_edge(Loans, model_bento(docs.TAG, docs.OPERATIONS), admin=("/train",))
 declare_models(Loans, SPEC.name)

@@ -5,16 +5,16 @@
 from __future__ import annotations
 
 import bentoml
-from fastapi import FastAPI
 
-from bentos.names import handlers
+from bentos.names import docs, handlers
 from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
 from bentos.names.spec import SPEC
-from fleet.http import answers_problems, versioned_json
+from fleet.http import answers_problems, mounted_routes, versioned_json
+from fleet.openapi import model_bento
 from fleet.serving import SERVICE, add_edge, declare_models, limit_threads, start_worker, worker_index
 from fleet.traffic import Traffic
 
-app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+app = mounted_routes()
 
 
 @bentoml.service(name="names", **SERVICE)
@@ -41,5 +41,5 @@ class Names:
         return await handlers.get_prediction(score, request, ctx)
 
 
-add_edge(Names)
+add_edge(Names, model_bento(docs.TAG, docs.OPERATIONS))
 declare_models(Names, SPEC.name)

@@ -4,17 +4,18 @@ with the model batched in the answering worker: ``bentoml serve bentos.titanic.s
 from __future__ import annotations
 
 import bentoml
-from fastapi import FastAPI, Request
+from fastapi import Request
 
-from bentos.titanic import handlers
+from bentos.titanic import docs, handlers
 from bentos.titanic.schemas import Passengers, PipelineResult, SurvivalPredictions
 from bentos.titanic.spec import SPEC
 from fleet.auth import require_admin
-from fleet.http import answers_problems, problem_response, versioned_json
+from fleet.http import answers_problems, mounted_routes, problem_response, versioned_json
+from fleet.openapi import model_bento
 from fleet.serving import SERVICE, add_edge, declare_models, start_worker, worker_index
 from fleet.traffic import Traffic
 
-app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+app = mounted_routes()
 
 
 @bentoml.service(name="titanic", **SERVICE)
@@ -41,5 +42,5 @@ class Titanic:
         return versioned_json(await handlers.run_pipeline(self.traffic))
 
 
-add_edge(Titanic, admin=("/run-pipeline",))
+add_edge(Titanic, model_bento(docs.TAG, docs.OPERATIONS), admin=("/run-pipeline",))
 declare_models(Titanic, SPEC.name)

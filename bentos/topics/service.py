@@ -4,16 +4,17 @@ with the model batched in the answering worker: ``bentoml serve bentos.topics.se
 from __future__ import annotations
 
 import bentoml
-from fastapi import FastAPI, Request
+from fastapi import Request
 
-from bentos.topics import handlers
+from bentos.topics import docs, handlers
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
 from bentos.topics.spec import SPEC
-from fleet.http import answers_problems, problem_response
+from fleet.http import answers_problems, mounted_routes, problem_response
+from fleet.openapi import model_bento
 from fleet.serving import SERVICE, add_edge, declare_models, limit_threads, start_worker, worker_index
 from fleet.traffic import Traffic
 
-app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+app = mounted_routes()
 
 
 @bentoml.service(name="topics", **SERVICE)
@@ -40,5 +41,5 @@ class Topics:
         return await handlers.classify(self.traffic.scorer(SPEC.name, ctx.request.headers), request, ctx)
 
 
-add_edge(Topics)
+add_edge(Topics, model_bento(docs.TAG, docs.OPERATIONS))
 declare_models(Topics, SPEC.name)

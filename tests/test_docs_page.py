@@ -1,0 +1,67 @@
+"""The page at ``/`` as a new user meets it: Bento Fleet's own page and spec, operations grouped by model,
+and examples that work when sent as the page's "Try it out" sends them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.browser import INSTALL, find_chromium, headless
+
+CHROMIUM = find_chromium()
+PLACEHOLDERS = ("created with BentoML", "BentoML Team", "customize this README", "googletagmanager",
+                "img.shields.io", "badgen.net")
+TRY_IT_OUT = [("post", "/names/get_prediction"), ("post", "/loans/predict"), ("post", "/loans/predict_batch"),
+              ("post", "/digits/predict"), ("post", "/topics/classify"), ("post", "/titanic/predict")]
+
+
+def test_the_spec_says_what_this_server_is(fleet: httpx.Client) -> None:
+    spec = fleet.get("/docs.json").json()
+    assert spec["info"]["title"] == "Bento Fleet" and "plan revision" in spec["info"]["version"]
+    assert not any(text in str(spec) for text in PLACEHOLDERS)
+    groups = ["names", "loans", "digits", "topics", "titanic", "monitoring", "admin", "infrastructure"]
+    assert [t["name"] for t in spec["tags"]] == groups
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            assert operation.get("summary") and len(operation["tags"]) == 1, f"{method} {path}"
+            admin = path.startswith("/admin") or path in ("/loans/train", "/titanic/run-pipeline")
+            assert bool(operation.get("security")) == admin, f"{method} {path}"
+    assert "post" in spec["paths"]["/topics/classify"]  # BentoML's spec had only the GET
+    assert "text/html" in spec["paths"]["/admin/report"]["get"]["responses"]["200"]["content"]
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+@pytest.mark.parametrize(("method", "path"), TRY_IT_OUT)
+def test_each_example_in_the_spec_works_as_sent(fleet: httpx.Client, method: str, path: str) -> None:
+    operation = fleet.get("/docs.json").json()["paths"][path][method]
+    example = operation["requestBody"]["content"]["application/json"]["example"]
+    answer = fleet.request(method, path, json=example)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["X-Model-Version"].startswith("v")
+
+
+def test_the_query_example_works_as_sent(fleet: httpx.Client) -> None:
+    operation = fleet.get("/docs.json").json()["paths"]["/topics/classify"]["get"]
+    params = {p["name"]: p["example"] for p in operation["parameters"] if "example" in p}
+    answer = fleet.get("/topics/classify", params=params)
+    assert answer.status_code == 200 and len(answer.json()) == params["top_k"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=f"no Chromium found: {INSTALL}")
+def test_the_page_renders_in_headless_chromium(fleet_url: str, tmp_path: Path) -> None:
+    dom = headless(CHROMIUM, "--virtual-time-budget=15000", "--dump-dom", f"{fleet_url}/")
+    assert "<title>Bento Fleet</title>" in dom
+    assert "Bento Fleet" in re.sub(r"<[^>]+>", " ", dom.split("</head>", 1)[1])  # the page's own header
+    for tag in ("names", "loans", "digits", "topics", "titanic", "monitoring", "admin"):
+        assert f'id="operations-tag-{tag}"' in dom, f"no {tag} group on the page"
+    assert not any(text in dom for text in PLACEHOLDERS)
+    images = re.findall(r'<img[^>]+src="([^"]+)"', dom)
+    assert all(src.startswith(("data:", "/", "./")) for src in images), images
+    shot = tmp_path / "docs.png"
+    headless(CHROMIUM, "--virtual-time-budget=15000", f"--screenshot={shot}", "--window-size=1280,2400",
+             f"{fleet_url}/")
+    assert shot.stat().st_size > 20_000
+    print(f"\nscreenshot of the docs page: {shot}")
