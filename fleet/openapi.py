@@ -56,6 +56,7 @@ class Operation(TypedDict):
     summary: str
     description: str
     example: NotRequired[Any]
+    answer: NotRequired[Any]  # what the example gets back (an illustration: scores vary by version)
     parameters: NotRequired[dict[str, Any]]  # query parameter → example
     admin: NotRequired[bool]
     request_schema: NotRequired[dict[str, Any]]  # for an operation BentoML's spec leaves out
@@ -105,6 +106,9 @@ def _document(body: dict[str, Any], operation: Operation, method: str) -> None:
     if operation.get("html"):
         body.setdefault("responses", {})["200"] = {"description": "An HTML page", "content": {
             "text/html": {"schema": {"type": "string"}}}}
+    if "answer" in operation:
+        ok = body.setdefault("responses", {}).setdefault("200", {"description": "Successful Response"})
+        ok.setdefault("content", {}).setdefault("application/json", {})["example"] = operation["answer"]
     if "example" in operation and "requestBody" in body:
         body["requestBody"]["content"]["application/json"]["example"] = operation["example"]
     for parameter in body.get("parameters", []):

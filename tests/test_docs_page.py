@@ -41,6 +41,10 @@ def test_each_example_in_the_spec_works_as_sent(fleet: httpx.Client, method: str
     answer = fleet.request(method, path, json=example)
     assert answer.status_code == 200, answer.text
     assert answer.headers["X-Model-Version"].startswith("v")
+    shown = operation["responses"]["200"]["content"]["application/json"].get("example")
+    if shown is not None:  # the answer shown on the page has the shape of the real one
+        assert type(shown) is type(answer.json())
+        assert not isinstance(shown, dict) or set(shown) == set(answer.json()), (shown, answer.json())
 
 
 def test_the_query_example_works_as_sent(fleet: httpx.Client) -> None:
@@ -65,3 +69,16 @@ def test_the_page_renders_in_headless_chromium(fleet_url: str, tmp_path: Path) -
              f"{fleet_url}/")
     assert shot.stat().st_size > 20_000
     print(f"\nscreenshot of the docs page: {shot}")
+
+
+def test_readme_commands_are_the_ones_that_work() -> None:
+    """Admin curl examples send the token (else they answer 401/403 as written), and the Helm README
+    names the bento the build makes."""
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text()
+    commands = re.findall(r"curl [^\n]*(?:\\\n[^\n]*)*", text)
+    admin = [c for c in commands if re.search(r"/(admin|loans/train|titanic/run-pipeline)", c)]
+    assert admin and all("Authorization: Bearer" in c for c in admin), [c for c in admin if "Bearer" not in c]
+    name = re.search(r"^name: (\S+)", (root / "bentofile.yaml").read_text(), re.M).group(1)
+    helm = (root / "deploy/helm/README.md").read_text()
+    assert f"{name}:<version>" in helm and "fleet:<version>" not in helm.replace(f"{name}:<version>", "")

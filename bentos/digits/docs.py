@@ -11,5 +11,6 @@ OPERATIONS: dict[str, Operation] = {
         "description": "`model` is `clf.pickle`/`svm`/`sklearn` (the SVC) or `cnn`; any common image "
                        "format, optionally a data: URL, at most 2 MiB. The example is the seed's own "
                        "8×8 JPEG of an eight. The seed's path with its trailing slash works too.",
-        "example": {"request_id": "123", "model": "clf.pickle", "image": SEED_JPEG}},
+        "example": {"request_id": "123", "model": "clf.pickle", "image": SEED_JPEG},
+        "answer": {"request_id": "123", "prediction": 8, "score": 0.97, "model_version": "v1"}},
 }

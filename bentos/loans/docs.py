@@ -10,7 +10,7 @@ OPERATIONS: dict[str, Operation] = {
         "tag": "loans", "summary": "Approve one application",
         "description": "`prediction` 1 (approved) or 0, the calibrated probability of approval and the "
                        "model version. Every field is required; types are strict.",
-        "example": EXAMPLE},
+        "example": EXAMPLE, "answer": {"prediction": 1, "probability": 0.88, "model_version": "v1"}},
     "POST /loans/predict_batch": {
         "tag": "loans", "summary": "Approve up to 1,000 applications in one call",
         "description": "A JSON array of applications; the answers keep their order.",

@@ -9,7 +9,9 @@ OPERATIONS: dict[str, Operation] = {
         "tag": "names", "summary": "The likeliest nationalities of a surname",
         "description": "`n_predictions` answers (1 to the model's class count), most likely first, with "
                        "natural-log probabilities. The name needs a letter; 64 characters at most.",
-        "example": {"name": "Jordan", "n_predictions": 3}},
+        "example": {"name": "Jordan", "n_predictions": 3},
+        "answer": {"predictions": ["Hungarian", "Spanish", "English"],
+                   "probabilities": [-0.76, -1.58, -2.1], "model_version": "v1"}},
     "GET /names/check_service": {
         "tag": "names", "summary": "The seed's greeting, and which version answers",
         "description": "`{\"Message\": \"Hello world from service\"}` as in the seed, plus `model_version`."},

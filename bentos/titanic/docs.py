@@ -15,7 +15,8 @@ OPERATIONS: dict[str, Operation] = {
         "tag": "titanic", "summary": "Survival of a list of passengers",
         "description": "Up to 1,000 passengers; missing fields are imputed as in training. Answers "
                        "keep their order.",
-        "example": PASSENGERS},
+        "example": PASSENGERS,
+        "answer": {"predictions": [0, 1], "probabilities": [0.11, 0.62], "model_version": "v1"}},
     "PUT /titanic/run-pipeline": {
         "tag": "titanic", "summary": "Re-run the training pipeline and reload if it passes the gate",
         "description": "Trains vN+1 in a subprocess and adopts it on every worker if its accuracy is "

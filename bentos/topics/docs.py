@@ -15,5 +15,7 @@ OPERATIONS: dict[str, Operation] = {
         "tag": "topics", "summary": "The subject of a sentence (JSON body)",
         "description": "The same answer as the GET, for sentences that do not fit a URL (512 characters).",
         "example": {"sentence": SENTENCE, "top_k": 3},
+        "answer": [{"label": "Languages and Literature", "score": 0.82},
+                   {"label": "Education", "score": 0.05}, {"label": "Arts", "score": 0.03}],
         "request_schema": TopicRequest.model_json_schema()},
 }
