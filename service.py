@@ -127,7 +127,8 @@ class Fleet:
     async def topics_classify_get(
         self, request: Request, sentence: Sentence, top_k: TopK = 1
     ) -> list[TopicScore]:
-        return await topics.classify_query(self.traffic.scorer("topics", request.headers), sentence, top_k)
+        return await topics.classify_query(self.traffic.scorer("topics", request.headers),
+                                     request.query_params, sentence, top_k)
 
     @bentoml.api(route="/topics/classify")
     @answers_problems

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from bentos.names.model import ALPHABET, MAX_NAME_CHARS, normalise
+from data.name_text import ALPHABET, MAX_NAME_CHARS, normalise
 from fleet.training import SEED
 
 SOURCE = "names-dataset 3.3.1 last names (2021 Facebook leak, 105 countries, top-10 country shares)"

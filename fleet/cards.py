@@ -40,7 +40,7 @@ def card(tag: str) -> str:
         "## Held-out metrics", "", "| metric | value |", "|---|---|",
         *[f"| {k} | {_fmt(v)} |" for k, v in meta.get("metrics", {}).items()], "",
         "## Confusion summary (test split)", "",
-        *[f"- {k}: {v}" for k, v in _confusion_items(meta.get("confusion"))], "",
+        *[f"- {k}: {v}" for k, v in _confusion_items(meta)], "",
         "## Known limitations", "", *[f"- {x}" for x in about.get("limitations", [])], "",
         "## Misuse to avoid", "", *[f"- {x}" for x in about.get("misuse", [])], "",
         "## Training parameters", "", *[f"- {k}: {v}" for k, v in meta.get("params", {}).items()], "",
@@ -49,12 +49,24 @@ def card(tag: str) -> str:
     return "\n".join(lines)
 
 
-def _confusion_items(confusion: Any) -> list[tuple[str, Any]]:
+def _confusion_items(meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The model's confusion summary, or for models that record per-class results instead (names), each
+    class's accuracy and the class it is most confused with."""
+    confusion = meta.get("confusion")
+    if confusion is None and isinstance(meta.get("per_class"), dict):
+        return [(label, _per_class(row)) for label, row in meta["per_class"].items()]
     if isinstance(confusion, dict):
         return list(confusion.items())
     if isinstance(confusion, list):
         return [(str(i + 1), row) for i, row in enumerate(confusion)]
     return []
+
+
+def _per_class(row: dict[str, Any]) -> str:
+    text = f"accuracy {_fmt(row.get('accuracy'))} over {row.get('support', '?')}"
+    if row.get("most_confused_with"):
+        text += f"; most confused with {row['most_confused_with']} ({_fmt(row.get('confused_share'))})"
+    return text
 
 
 def metrics_table(tags: dict[str, str]) -> str:

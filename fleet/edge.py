@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fleet import metric_labels
 from fleet.auth import require_admin
 from fleet.http import Problem, invalid_body, send_json
 
@@ -262,6 +263,7 @@ class _ClientErrorsAreInfo(logging.Filter):
 
 
 logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsAreInfo())
+metric_labels.bound()
 
 
 def _encoded(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -14,7 +15,7 @@ from fleet.predlog import PredictionLog
 from fleet.routing import Route
 
 MAX_FEEDBACK = 1000
-ACCURACY_REFRESH_SECONDS = 30
+ACCURACY_REFRESH_SECONDS = float(os.environ.get("FLEET_ACCURACY_REFRESH_SECONDS", "30"))
 logger = logging.getLogger(__name__)
 
 
@@ -46,14 +47,14 @@ async def store_feedback(log: PredictionLog, models: list[str], body: FeedbackBo
 
 
 def drift_now(log: PredictionLog, plan: dict[str, Route], models: list[str] | None = None) -> dict[str, Any]:
-    """For each model's stable (and canary) version: its recent logged inputs against the drift profile
-    saved with it at training time."""
+    """For each version a model serves (stable, canary, shadow): its recent logged inputs against the
+    drift profile saved with it at training time."""
     results: dict[str, Any] = {}
     for name in models or list(plan):
         if name not in plan:
             raise Problem(404, {"detail": f"no model named {name!r}"})
         route = plan[name]
-        for tag in filter(None, (route.stable, route.canary)):
+        for tag in route.served_tags():
             reference = store.get(tag).info.metadata.get("drift_profile")
             if reference is None:
                 results[tag] = {"error": "this version was saved without a drift profile"}

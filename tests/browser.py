@@ -12,9 +12,11 @@ INSTALL = "apt-get install -y chromium (CI installs it: .ci/run with CI=true)"
 
 
 def find_chromium() -> str | None:
-    """``$CHROMIUM`` if set, else the first Chromium on PATH."""
+    """``$CHROMIUM`` if set (and there), else the first Chromium on PATH."""
     given = os.environ.get("CHROMIUM")
-    return given if given else next(filter(None, map(shutil.which, NAMES)), None)
+    if given:
+        return shutil.which(given)
+    return next(filter(None, map(shutil.which, NAMES)), None)
 
 
 def headless(chromium: str, *args: str, timeout: float = 90) -> str:

@@ -66,3 +66,14 @@ def fleet_url(routing_plan: Path) -> Iterator[str]:
 def fleet(fleet_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=fleet_url, timeout=60) as client:
         yield client
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly which tests of real components (PostgreSQL, Chromium) did not run, and why."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    terminalreporter.section(f"{len(skipped)} test(s) skipped: real components not tested", sep="!")
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        terminalreporter.write_line(f"SKIPPED {report.nodeid}: {reason}", red=True, bold=True)

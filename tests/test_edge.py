@@ -13,6 +13,7 @@ import base64
 import gzip
 import io
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,8 @@ def abuse() -> list[Case]:
         Case("admin read with a basic token", "/admin/models", None, 401, "Authorization",
              {"authorization": "Basic dXNlcjpwYXNz"}, method="GET"),
         Case("unknown route", "/nowhere", None, 404, "not found", {}, method="GET"),
+        Case("unknown query parameter", "/topics/classify?sentence=Calculus&topk=3", None, 400, "topk", {},
+             method="GET"),
         Case("unknown model's feedback", "/nobody/feedback", b'{"request_id": "a", "label": 1}', 404,
              "nobody"),
     ]
@@ -218,3 +221,29 @@ def test_seed_paths_answer_with_and_without_a_trailing_slash(gateway: LocalServe
             assert response.status_code == 200 and len(response.json()["predictions"]) == 2, path
         no_type = client.post("/names/get_prediction", content=json.dumps(body))  # curl -d sends a form type
         assert no_type.status_code == 200
+
+
+def test_metrics_stay_bounded_whatever_paths_callers_invent(gateway: LocalServer) -> None:
+    """Every path becomes a label in BentoML's request metrics unless bounded: 1,000 invented paths
+    must leave /metrics within 1 % of its size, with known routes still labelled by their template."""
+    with httpx.Client(base_url=gateway.url, timeout=60) as client:
+        def invent(i: int) -> None:
+            token = uuid.uuid4().hex
+            if i % 3 == 0:
+                client.get(f"/{token}")
+            elif i % 3 == 1:
+                client.post(f"/{token}/feedback", json={"request_id": "a", "label": 1})
+            else:
+                client.post(f"/names/get_prediction/{token}", json={"name": "Ann"})
+
+        assert client.post("/names/get_prediction", json={"name": "Ann"}).status_code == 200
+        for i in range(30):  # every kind of answer once, so each label set exists before measuring
+            invent(i)
+        before = len(client.get("/metrics").text)
+        for i in range(1000):
+            invent(i)
+        text = client.get("/metrics").text
+    print(f"\n/metrics {before} bytes before 1,000 invented paths, {len(text)} after")
+    assert abs(len(text) - before) / before < 0.01
+    assert 'endpoint="/names/get_prediction"' in text and 'endpoint="/{model}/feedback"' in text
+    assert 'endpoint="other"' in text

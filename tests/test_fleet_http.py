@@ -224,14 +224,16 @@ def test_the_gate_keeps_a_worse_model_registered_but_unserved(fleet: httpx.Clien
     assert body["gate"]["challenger"] < body["gate"]["stable"] - body["gate"]["tolerance"]
     assert int(body["new_model_version"][1:]) > int(before[1:])
     assert "not served" in body["message"]
+    assert body["model_version"] == trained.headers["X-Model-Version"] == before  # what answers now
     assert fleet.post("/loans/predict", json=APPLICATION).json()["model_version"] == before
     _names_the_field(fleet.post("/loans/train", json={"learning_rate": 5}, headers=ADMIN), "learning_rate")
 
 
 def test_run_pipeline_serves_a_challenger_that_passes(fleet: httpx.Client) -> None:
+    before = fleet.post("/titanic/predict", json=[{"Sex": "male"}]).json()["model_version"]
     pipeline = fleet.put("/titanic/run-pipeline", headers=ADMIN)
     assert pipeline.status_code == 200, pipeline.text
     body = pipeline.json()
     assert body["msg"] == "Completed pipeline." and body["gate"]["passed"] is body["promoted"]
     served = fleet.post("/titanic/predict", json=[{"Sex": "male"}]).json()["model_version"]
-    assert served == body["model_version"] == (body["new_model_version"] if body["promoted"] else served)
+    assert served == body["model_version"] == (body["new_model_version"] if body["promoted"] else before)

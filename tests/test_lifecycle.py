@@ -171,12 +171,12 @@ def test_promote_and_rollback_under_load_fail_no_request(gateway: httpx.Client, 
 
 
 def _timed_swap(gateway: httpx.Client, action: str, expected: str) -> float:
-    """Seconds from the admin call to the first answer by the new stable."""
+    """Seconds from the admin call to the first answer by the new stable; fails if it never answers."""
     started = time.monotonic()
     answer = gateway.post(f"/admin/routing/titanic/{action}", headers=ADMIN)
     assert answer.status_code == 200, answer.text
-    while _version(gateway, {"X-User-ID": "swap-probe-0"}) != expected and time.monotonic() - started < 10:
-        pass
+    while (seen := _version(gateway, {"X-User-ID": "swap-probe-0"})) != expected:
+        assert time.monotonic() - started < 10, f"after {action}, {expected} never answered (still {seen})"
     return time.monotonic() - started
 
 

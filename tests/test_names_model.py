@@ -117,3 +117,13 @@ def test_training_again_takes_the_next_version(tiny_run) -> None:
     second = train({**TINY, "epochs": 1})
     assert second.tag == f"names:v{first + 1}"
     assert store.latest("names") == second.tag
+
+
+def test_the_names_card_has_a_confusion_summary(routing_plan: Path) -> None:
+    """Names records per-class results, not a matrix; its card still shows how each class is confused."""
+    from fleet.cards import card
+    from fleet.routing import load_plan
+
+    text = card(load_plan(routing_plan)["names"].stable)
+    section = text.split("## Confusion summary (test split)")[1].split("\n## ")[0]
+    assert section.count("\n- ") >= 2 and "accuracy" in section

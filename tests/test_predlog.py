@@ -4,6 +4,7 @@ across SIGKILL, database outages (spool and replay), and migrations that keep ro
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import json
 import os
@@ -115,7 +116,9 @@ def test_feedback_and_live_accuracy(db_url: str, tmp_path: Path) -> None:
         labels = {"model": "loans", "version": "v2"}
         assert registry.get_sample_value("fleet_live_accuracy", labels) == pytest.approx(2 / 4)
         assert registry.get_sample_value("fleet_live_accuracy_samples", labels) == 4
-        assert [(r["version"], r["hit"]) for r in log.accuracy_timeline(models=["loans"])][:1]
+        timeline = log.accuracy_timeline(models=["loans"])
+        hits = collections.Counter((r["version"], r["hit"]) for r in timeline)
+        assert hits == {("v1", 1): 4, ("v1", 0): 2, ("v2", 1): 2, ("v2", 0): 2, ("v3", 1): 9, ("v3", 0): 1}
 
 
 def test_group_commit_shares_commits(db_url: str, tmp_path: Path) -> None:

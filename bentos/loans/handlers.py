@@ -38,4 +38,5 @@ async def train(traffic: Traffic, params: TrainParams, ctx: bentoml.Context) -> 
     message = result["refusal"] or "Training completed successfully."
     return TrainResult(message=message, new_model_version=result["new_model_version"],
                        promoted=result["promoted"], serving_version=result["serving_version"],
+                       model_version=result["serving_version"],
                        gate=result["gate"], metrics=result["metrics"])

@@ -64,5 +64,6 @@ class TrainResult(BaseModel):
     new_model_version: str
     promoted: bool
     serving_version: str
+    model_version: str = Field(description="the version answering predictions now (= serving_version)")
     gate: dict[str, Any]
     metrics: dict[str, float]

@@ -7,7 +7,6 @@ the alphabet, the classes and the hyper-parameters, so no pickled object is ever
 from __future__ import annotations
 
 import json
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,32 +15,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
-MAX_NAME_CHARS = 64
-# No apostrophe: the training data writes O'Brien as "O Brien" or "Obrien", so apostrophes (and dots, as in
-# "St. John") fold into spaces instead of reaching the network as a character it never saw.
-ALPHABET = " -abcdefghijklmnopqrstuvwxyz"
+from data.name_text import ALPHABET, MAX_NAME_CHARS, normalise
+
 PAD, UNK = 0, 1
-NORMALISATION = ("casefold; ł ø æ œ đ ð þ ı ħ transliterated; NFKD without combining marks; "
-                 "apostrophes and dots to spaces; whitespace collapsed")
 WEIGHTS, CONFIG = "weights.pt", "config.json"
 HYPER_DEFAULTS: dict[str, Any] = {"embedding_dim": 32, "hidden_size": 128, "num_layers": 1, "dropout": 0.3}
-
-# Letters that NFKD does not decompose; apostrophes and dots become spaces; typographic dashes a hyphen.
-_FOLD = str.maketrans({
-    "ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "đ": "d", "ð": "d", "þ": "th", "ı": "i", "ħ": "h",
-    "'": " ", "’": " ", "‘": " ", "`": " ", "´": " ", "ʼ": " ", "ʻ": " ", ".": " ",
-    "‐": "-", "‑": "-", "–": "-", "—": "-",
-})
-
-
-def normalise(name: str) -> str:
-    """Fold case, accents and punctuation variants, so "Müller", "MULLER" and "muller" are one input.
-
-    Characters outside the alphabet are kept; the vocabulary maps them to UNK.
-    """
-    text = unicodedata.normalize("NFKD", name.casefold().translate(_FOLD))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return " ".join(text.split())
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bentos.names.model import HYPER_DEFAULTS, MAX_NAME_CHARS, NORMALISATION, NationalityModel, batch
+from bentos.names.model import HYPER_DEFAULTS, MAX_NAME_CHARS, NationalityModel, batch
 from bentos.names.schemas import NameRequest
+from data.name_text import NORMALISATION
 from data.names import MIN_SHARE, PER_CLASS
 from fleet import drift, store
 from fleet.training import SEED, Timer, TrainingRun, progress, split_indices

@@ -33,7 +33,8 @@ class Topics:
     @app.get("/classify")
     @problem_response
     async def classify_get(self, request: Request, sentence: Sentence, top_k: TopK = 1) -> list[TopicScore]:
-        return await handlers.classify_query(self.traffic.scorer(SPEC.name, request.headers), sentence, top_k)
+        return await handlers.classify_query(self.traffic.scorer(SPEC.name, request.headers),
+                                     request.query_params, sentence, top_k)
 
     @bentoml.api(route="/classify")
     @answers_problems
