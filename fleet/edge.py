@@ -40,12 +40,6 @@ RETRY_AFTER = (b"retry-after", b"1")
 logger = logging.getLogger(__name__)
 
 
-class Refused(Exception):
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(body)
-        self.status, self.body = status, body
-
-
 def json_problem(data: bytes) -> str | None:
     """What is wrong with a JSON body, in words for the caller, or None when it is sound."""
     try:
@@ -127,9 +121,6 @@ class Edge:
             if scope["method"] in BODY_METHODS:
                 receive = await self._checked_body(headers, receive)
                 scope = _as_json(scope)
-        except Refused as refused:
-            await send_json(send, refused.status, refused.body)
-            return
         except Problem as problem:
             await send_json(send, problem.status, problem.body, _encoded(problem.headers))
             return
@@ -142,20 +133,20 @@ class Edge:
         """Read the whole body within the limit, check it, and hand it on as one message."""
         declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            raise Refused(413, {"detail": f"request body is larger than {self.max_bytes} bytes"})
+            raise self._too_large()
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding != "identity":
-            raise Refused(415, {"detail": f"Content-Encoding {encoding!r} is not accepted; send the body "
+            raise Problem(415, {"detail": f"Content-Encoding {encoding!r} is not accepted; send the body "
                                           "uncompressed"})
         body = await self._read(receive)
         if body:
             kind = headers.get("content-type", "application/json").split(";")[0].strip().lower()
             if kind not in JSON_TYPES + LENIENT_TYPES and not kind.endswith("+json"):
-                raise Refused(415, {"detail": f"Content-Type {kind!r} is not accepted; "
+                raise Problem(415, {"detail": f"Content-Type {kind!r} is not accepted; "
                                               "send application/json"})
             problem = json_problem(body)
             if problem:
-                raise Refused(400, invalid_body("body", problem))
+                raise Problem(400, invalid_body("body", problem))
         delivered = False
 
         async def replay() -> Message:
@@ -167,16 +158,19 @@ class Edge:
 
         return replay
 
+    def _too_large(self) -> Problem:
+        return Problem(413, {"detail": f"request body is larger than {self.max_bytes} bytes"})
+
     async def _read(self, receive: Receive) -> bytes:
         chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise Refused(400, {"detail": "the client closed the connection before the body ended"})
+                raise Problem(400, {"detail": "the client closed the connection before the body ended"})
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                raise Refused(413, {"detail": f"request body is larger than {self.max_bytes} bytes"})
+                raise self._too_large()
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
