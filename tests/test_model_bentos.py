@@ -11,6 +11,7 @@ from bentos.digits.schemas import SEED_JPEG
 from bentos.loans.schemas import EXAMPLE as APPLICATION
 from deploy.contract_check import check
 from tests.conftest import serving
+from tests.fuzz import fuzz
 
 
 @pytest.mark.parametrize("model", ["names", "loans", "digits", "topics", "titanic"])
@@ -20,6 +21,7 @@ def test_each_model_bento_serves_the_seed_contract(routing_plan: Path, model: st
             httpx.Client(base_url=url, timeout=60) as client:
         assert check(url, alone=model) == {model: "ok"}
         assert response_is_versioned(client, model)
+        fuzz(url, examples=5)  # the same edge and a truthful spec on each model's own bento
 
 
 def response_is_versioned(client: httpx.Client, model: str) -> bool:
