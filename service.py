@@ -43,7 +43,7 @@ from fleet.auth import require_admin
 from fleet.http import Problem, answers_problems, mounted_routes, problem_response, versioned_json
 from fleet.predlog import PredictionLog
 from fleet.routing import RouteChange
-from fleet.serving import SERVICE, add_edge, declare_models, limit_threads, start_worker, worker_index
+from fleet.serving import SERVICE, add_edge, declare_models, follow_plan, limit_threads, worker_index
 from fleet.traffic import Traffic
 
 # Routes BentoML cannot declare itself (GET and PUT, the admin API), mounted on the gateway.
@@ -70,7 +70,7 @@ class Fleet:
 
     @bentoml.on_startup
     async def _start_watching(self) -> None:
-        self._following = start_worker(self.traffic)
+        self._following = follow_plan(self.traffic)
         if self.log is not None:
             self._accuracy = asyncio.get_running_loop().create_task(monitoring.refresh_accuracy(self.log))
 
@@ -127,8 +127,8 @@ class Fleet:
     async def topics_classify_get(
         self, request: Request, sentence: Sentence, top_k: TopK = 1
     ) -> list[TopicScore]:
-        return await topics.classify_query(self.traffic.scorer("topics", request.headers),
-                                     request.query_params, sentence, top_k)
+        score = self.traffic.scorer("topics", request.headers)
+        return await topics.classify_query(score, request.query_params, sentence, top_k)
 
     @bentoml.api(route="/topics/classify")
     @answers_problems

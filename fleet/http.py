@@ -32,10 +32,14 @@ class Problem(Exception):
 
 async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:
     """A whole JSON answer from an ASGI middleware."""
-    data = json.dumps(body).encode()
+    await send_body(send, status, json.dumps(body).encode(), b"application/json", headers)
+
+
+async def send_body(send: Send, status: int, data: bytes, kind: bytes,
+                    headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """A whole answer of content type ``kind`` from an ASGI middleware."""
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(data)).encode()), *headers]})
+                "headers": [(b"content-type", kind), (b"content-length", str(len(data)).encode()), *headers]})
     await send({"type": "http.response.body", "body": data})
 
 

@@ -42,14 +42,18 @@ class Generation(TypedDict):
     started_at: str  # ISO 8601, UTC
 
 
-def generation(pid: int | None = None) -> Generation:
-    """The generation of the server this worker belongs to (its parent), or of ``pid``."""
-    pid = pid or os.getppid()
+def generation() -> Generation:
+    """The generation of the server this worker belongs to: its parent."""
+    pid = os.getppid()
     try:
         started = psutil.Process(pid).create_time()
     except psutil.Error:
         started = 0.0
-    return {"pid": pid, "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")}
+    return {"pid": pid, "started_at": _iso(started)}
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 def die_with_parent() -> None:
@@ -127,15 +131,15 @@ def who_holds(host: str, port: int) -> str | None:
     lines, to_stop = [f"{host}:{port} is already served by:"], []
     for process in held:
         with contextlib.suppress(psutil.Error):
-            worker = "_bentoml_impl.worker" in " ".join(process.cmdline())
+            command = " ".join(process.cmdline())
+            worker = "_bentoml_impl.worker" in command
             if worker and process.ppid() in pids:
                 role = f"a worker of server {process.ppid()}"
             else:
                 role = "an orphaned worker: its server died" if worker else "the server"
                 to_stop.append(process.pid)
-            started = datetime.fromtimestamp(process.create_time(), UTC).isoformat(timespec="seconds")
-            command = " ".join(process.cmdline())[:72]
-            lines.append(f"  pid {process.pid}, {role}, started {started}: {command}")
+            started = _iso(process.create_time())
+            lines.append(f"  pid {process.pid}, {role}, started {started}: {command[:72]}")
     lines.append(f"Stop it first (kill {' '.join(map(str, to_stop))}) or choose another PORT.")
     return "\n".join(lines)
 

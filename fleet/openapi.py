@@ -19,7 +19,7 @@ import bentoml
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleet import PROJECT_ROOT, plan_sync
-from fleet.http import send_json
+from fleet.http import send_body, send_json
 
 SECURITY = "bearerAuth"
 INFRASTRUCTURE = {
@@ -213,11 +213,7 @@ class Docs:
 
 
 async def _send_text(send: Send, text: str, kind: str) -> None:
-    data = text.encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", f"{kind}; charset=utf-8".encode()),
-                            (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})
+    await send_body(send, 200, text.encode(), f"{kind}; charset=utf-8".encode())
 
 
 async def _inner_json(app: ASGIApp, scope: Scope, receive: Receive) -> dict[str, Any]:

@@ -71,6 +71,11 @@ SERVICE: dict[str, Any] = {"workers": workers(), "traffic": {"timeout": 300}}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def thread_share() -> int:
+    """Threads per worker for its native pools (torch, OpenMP, BLAS): the cores shared out."""
+    return max(1, cores() // SERVICE["workers"])
+
+
 def share_native_threads() -> None:
     """Give each worker's OpenMP and BLAS pools its share of the cores, unless the environment says.
 
@@ -79,9 +84,8 @@ def share_native_threads() -> None:
     With every pool at its default (one thread per core in every worker) a one-row loans prediction
     costs 42 ms here instead of 26 ms: the workers' spinning OpenMP threads fight over the cores.
     """
-    share = str(max(1, cores() // SERVICE["workers"]))
     for name in THREAD_VARIABLES:
-        os.environ.setdefault(name, share)
+        os.environ.setdefault(name, str(thread_share()))
 
 
 share_native_threads()
@@ -98,7 +102,7 @@ def limit_threads() -> None:
     """Share the cores between workers: torch would otherwise start one thread per core in each."""
     import torch
 
-    torch.set_num_threads(max(1, cores() // SERVICE["workers"]))
+    torch.set_num_threads(thread_share())
 
 
 def add_edge(service: Any, describe: Callable[[], Described], admin: tuple[str, ...] = ()) -> None:
@@ -118,9 +122,8 @@ def declare_models(service: Any, *models: str) -> None:
     service.models.extend(BentoModel(tag) for tag in sorted(tags))
 
 
-def start_worker(traffic: Traffic) -> asyncio.Task[None]:
-    """What every serving worker does once it runs (call from an ``on_startup`` hook): follow other
-    workers' plan changes."""
+def follow_plan(traffic: Traffic) -> asyncio.Task[None]:
+    """Start following other workers' plan changes (call from an ``on_startup`` hook)."""
     return asyncio.get_running_loop().create_task(traffic.follow())
 
 

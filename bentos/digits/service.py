@@ -10,7 +10,7 @@ from bentos.digits.schemas import DigitPrediction, DigitRequest
 from bentos.digits.spec import CNN, SKLEARN
 from fleet.http import answers_problems
 from fleet.openapi import model_bento
-from fleet.serving import SERVICE, add_edge, declare_models, limit_threads, start_worker, worker_index
+from fleet.serving import SERVICE, add_edge, declare_models, follow_plan, limit_threads, worker_index
 from fleet.traffic import Traffic
 
 
@@ -24,8 +24,8 @@ class Digits:
         self.traffic = Traffic({SKLEARN.name: SKLEARN, CNN.name: CNN}, worker=worker_index())
 
     @bentoml.on_startup
-    async def _start_worker(self) -> None:
-        self._following = start_worker(self.traffic)
+    async def _follow_plan(self) -> None:
+        self._following = follow_plan(self.traffic)
 
     @bentoml.api(route="/predict")
     @answers_problems

@@ -19,7 +19,7 @@ from bentos.loans.spec import SPEC
 from fleet.auth import require_admin
 from fleet.http import answers_problems
 from fleet.openapi import model_bento
-from fleet.serving import SERVICE, add_edge, declare_models, start_worker, worker_index
+from fleet.serving import SERVICE, add_edge, declare_models, follow_plan, worker_index
 from fleet.traffic import Traffic
 
 
@@ -31,8 +31,8 @@ class Loans:
         self.traffic = Traffic({SPEC.name: SPEC}, worker=worker_index())
 
     @bentoml.on_startup
-    async def _start_worker(self) -> None:
-        self._following = start_worker(self.traffic)
+    async def _follow_plan(self) -> None:
+        self._following = follow_plan(self.traffic)
 
     @bentoml.api(route="/predict")
     @answers_problems

@@ -11,7 +11,7 @@ from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
 from bentos.names.spec import SPEC
 from fleet.http import answers_problems, mounted_routes, versioned_json
 from fleet.openapi import model_bento
-from fleet.serving import SERVICE, add_edge, declare_models, limit_threads, start_worker, worker_index
+from fleet.serving import SERVICE, add_edge, declare_models, follow_plan, limit_threads, worker_index
 from fleet.traffic import Traffic
 
 app = mounted_routes()
@@ -27,8 +27,8 @@ class Names:
         self.traffic = Traffic({SPEC.name: SPEC}, worker=worker_index())
 
     @bentoml.on_startup
-    async def _start_worker(self) -> None:
-        self._following = start_worker(self.traffic)
+    async def _follow_plan(self) -> None:
+        self._following = follow_plan(self.traffic)
 
     @app.get("/check_service")
     async def check_service(self) -> ServiceCheck:

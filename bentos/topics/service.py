@@ -11,7 +11,7 @@ from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
 from bentos.topics.spec import SPEC
 from fleet.http import answers_problems, mounted_routes, problem_response
 from fleet.openapi import model_bento
-from fleet.serving import SERVICE, add_edge, declare_models, limit_threads, start_worker, worker_index
+from fleet.serving import SERVICE, add_edge, declare_models, follow_plan, limit_threads, worker_index
 from fleet.traffic import Traffic
 
 app = mounted_routes()
@@ -27,14 +27,14 @@ class Topics:
         self.traffic = Traffic({SPEC.name: SPEC}, worker=worker_index())
 
     @bentoml.on_startup
-    async def _start_worker(self) -> None:
-        self._following = start_worker(self.traffic)
+    async def _follow_plan(self) -> None:
+        self._following = follow_plan(self.traffic)
 
     @app.get("/classify")
     @problem_response
     async def classify_get(self, request: Request, sentence: Sentence, top_k: TopK = 1) -> list[TopicScore]:
-        return await handlers.classify_query(self.traffic.scorer(SPEC.name, request.headers),
-                                     request.query_params, sentence, top_k)
+        score = self.traffic.scorer(SPEC.name, request.headers)
+        return await handlers.classify_query(score, request.query_params, sentence, top_k)
 
     @bentoml.api(route="/classify")
     @answers_problems
