@@ -40,7 +40,7 @@ from bentos.topics import handlers as topics
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
 from fleet import gateway_docs, monitoring, openapi, plan_sync, report, store
 from fleet.auth import require_admin
-from fleet.http import Problem, answers_problems, mounted_routes, problem_response, versioned_json
+from fleet.http import Problem, mounted_routes, versioned_json
 from fleet.predlog import PredictionLog
 from fleet.routing import RouteChange
 from fleet.serving import SERVICE, add_edge, declare_models, follow_plan, limit_threads, worker_index
@@ -90,24 +90,20 @@ class Fleet:
         return versioned_json(names.check_service(self.traffic.stable_version("names")))
 
     @bentoml.api(route="/names/get_prediction")
-    @answers_problems
     async def names_get_prediction(self, request: NameRequest, /, ctx: bentoml.Context) -> NamePredictions:
         return await names.get_prediction(self.traffic.scorer("names", ctx.request.headers), request, ctx)
 
     # loans (seed 001)
     @bentoml.api(route="/loans/predict")
-    @answers_problems
     async def loans_predict(self, application: Application, /, ctx: bentoml.Context) -> Approval:
         return await loans.predict(self.traffic.scorer("loans", ctx.request.headers), application, ctx)
 
     @bentoml.api(route="/loans/predict_batch")
-    @answers_problems
     async def loans_predict_batch(self, applications: Applications, /, ctx: bentoml.Context) -> Approvals:
         score = self.traffic.scorer("loans", ctx.request.headers)
         return await loans.predict_batch(score, applications, ctx)
 
     @bentoml.api(route="/loans/train")
-    @answers_problems
     async def loans_train(
         self, params: TrainParams = NO_PARAMS, /, ctx: bentoml.Context = None
     ) -> TrainResult:
@@ -116,14 +112,12 @@ class Fleet:
 
     # digits (seed 002)
     @bentoml.api(route="/digits/predict")
-    @answers_problems
     async def digits_predict(self, request: DigitRequest, /, ctx: bentoml.Context) -> DigitPrediction:
         headers = ctx.request.headers
         return await digits.predict(lambda name: self.traffic.scorer(name, headers), request, ctx)
 
     # topics (seed 003)
     @routes.get("/topics/classify")
-    @problem_response
     async def topics_classify_get(
         self, request: Request, sentence: Sentence, top_k: TopK = 1
     ) -> list[TopicScore]:
@@ -131,25 +125,21 @@ class Fleet:
         return await topics.classify_query(score, request.query_params, sentence, top_k)
 
     @bentoml.api(route="/topics/classify")
-    @answers_problems
     async def topics_classify(self, request: TopicRequest, /, ctx: bentoml.Context) -> list[TopicScore]:
         return await topics.classify(self.traffic.scorer("topics", ctx.request.headers), request, ctx)
 
     # titanic (seed 004)
     @bentoml.api(route="/titanic/predict")
-    @answers_problems
     async def titanic_predict(self, passengers: Passengers, /, ctx: bentoml.Context) -> SurvivalPredictions:
         return await titanic.predict(self.traffic.scorer("titanic", ctx.request.headers), passengers, ctx)
 
     @routes.put("/titanic/run-pipeline")
-    @problem_response
     async def titanic_run_pipeline(self, request: Request) -> PipelineResult:
         require_admin(request.headers, "/titanic/run-pipeline")
         return versioned_json(await titanic.run_pipeline(self.traffic))
 
     # monitoring: ground truth in, live accuracy, drift and the report out
     @routes.post("/{model}/feedback")
-    @problem_response
     async def feedback(self, model: str, body: Annotated[monitoring.FeedbackBody, Body()]) -> dict:
         """The true outcome of answered predictions, by request id (one, or a list of up to 1,000)."""
         logged = ["digits_sklearn", "digits_cnn"] if model == "digits" else [model]
@@ -158,7 +148,6 @@ class Fleet:
         return await monitoring.store_feedback(self._log(), logged, body)
 
     @routes.get("/admin/predictions")
-    @problem_response
     async def admin_predictions(
         self, request: Request, request_id: str | None = None, model: str | None = None,
         since: datetime | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -168,28 +157,24 @@ class Fleet:
                                        limit=limit)
 
     @routes.get("/admin/drift")
-    @problem_response
     async def admin_drift(self, request: Request, model: str | None = None) -> dict:
         require_admin(request.headers, "/admin/drift")
         return await asyncio.to_thread(monitoring.drift_now, self._log(), self.traffic.plan,
                                        [model] if model else None)
 
     @routes.get("/admin/report")
-    @problem_response
     async def admin_report(self, request: Request) -> HTMLResponse:
         require_admin(request.headers, "/admin/report")
         return HTMLResponse(await asyncio.to_thread(report.render, self._log(), list(self.traffic.plan)))
 
     # admin API: versions and the routing plan, changed without a restart
     @routes.get("/admin/models")
-    @problem_response
     async def admin_models(self, request: Request) -> dict:
         require_admin(request.headers, "/admin/models")
         return {name: {"serving": route.model_dump(), "versions": store.catalogue(name)}
                 for name, route in self.traffic.plan.items()}
 
     @routes.get("/admin/routing")
-    @problem_response
     async def admin_routing(self, request: Request) -> dict:
         require_admin(request.headers, "/admin/routing")
         workers = plan_sync.workers()
@@ -200,7 +185,6 @@ class Fleet:
                 for name, route in self.traffic.plan.items()}
 
     @routes.put("/admin/routing/{model}")
-    @problem_response
     async def admin_set_routing(
         self, request: Request, model: str, change: Annotated[RouteChange, Body()]
     ) -> dict:
@@ -208,13 +192,11 @@ class Fleet:
         return (await self.traffic.change(model, change.applied_to)).model_dump()
 
     @routes.post("/admin/routing/{model}/promote")
-    @problem_response
     async def admin_promote(self, request: Request, model: str) -> dict:
         require_admin(request.headers, f"/admin/routing/{model}/promote")
         return (await self.traffic.promote(model)).model_dump()
 
     @routes.post("/admin/routing/{model}/rollback")
-    @problem_response
     async def admin_rollback(self, request: Request, model: str) -> dict:
         require_admin(request.headers, f"/admin/routing/{model}/rollback")
         return (await self.traffic.rollback(model)).model_dump()

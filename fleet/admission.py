@@ -3,8 +3,9 @@
 A route is past capacity when its oldest request in flight has waited longer than the latency budget:
 the server is no longer keeping up, and a new request would wait longer still. New requests to that
 route are then refused at once until the backlog drains; requests already admitted are all answered.
-Each route keeps its own count, so one model's backlog (or a long training call) never refuses
-another route's callers, and a few requests (``FLOOR``) are always admitted.
+Each route keeps its own count, so one model's backlog never refuses another route's callers, and a
+few requests (``FLOOR``) are always admitted. The admin routes (training among them), feedback and
+the health routes are never refused.
 ``FLEET_LATENCY_BUDGET_MS`` (default 1000, the dispatchers' ``max_latency_ms``) sets the budget;
 ``0`` turns admission off.
 """
@@ -23,6 +24,7 @@ from fleet.http import send_json
 BUDGET_S = float(os.environ.get("FLEET_LATENCY_BUDGET_MS", "1000")) / 1000
 FLOOR = 8  # always admit this many in flight per route
 EXEMPT = ("/admin", "/metrics", "/livez", "/readyz", "/healthz", "/docs", "/static_content")
+EXEMPT_ENDINGS = ("/feedback",)  # ground truth a caller sends once
 
 
 @dataclass
@@ -38,15 +40,17 @@ class Backlog:
 class Admission:
     """ASGI middleware: refuse a route's new requests while its oldest one is over the budget."""
 
-    def __init__(self, app: ASGIApp, budget_s: float = BUDGET_S) -> None:
+    def __init__(self, app: ASGIApp, budget_s: float = BUDGET_S, exempt: tuple[str, ...] = ()) -> None:
         self.app = app
         self.budget_s = budget_s
+        self.exempt = (*EXEMPT, *exempt)
         self.backlogs: dict[str, Backlog] = {}
         self.ids = itertools.count()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or self.budget_s <= 0 or path == "/" or path.startswith(EXEMPT):
+        if (scope["type"] != "http" or self.budget_s <= 0 or path == "/" or path.startswith(self.exempt)
+                or path.rstrip("/").endswith(EXEMPT_ENDINGS)):
             await self.app(scope, receive, send)
             return
         backlog = self.backlogs.setdefault(path, Backlog())

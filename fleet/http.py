@@ -4,11 +4,9 @@ field, request ids, the version header. The checks before any handler are ``flee
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import bentoml
@@ -76,42 +74,34 @@ def invalid_body(field: str, message: str) -> dict[str, Any]:
             "detail": [{"loc": [field], "msg": message, "type": "value_error"}]}
 
 
-def reject(ctx: bentoml.Context, status: int, body: dict[str, Any],
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    """An error answer from a ``bentoml.api`` with a context (BentoML copies the context status)."""
-    ctx.response.status_code = status
-    return JSONResponse(body, status_code=status, headers=headers)
+def problem_answer(_: Any, problem: Problem) -> JSONResponse:
+    """The one handler: every ``Problem`` raised under any route becomes this answer."""
+    return JSONResponse(problem.body, status_code=problem.status, headers=problem.headers)
 
 
-def answers_problems(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Turn a ``Problem`` raised under a ``bentoml.api`` (which has a ``ctx``) into its 4xx answer.
+def serve_problems() -> None:
+    """Register ``problem_answer`` for the ``bentoml.api`` routes of this process (idempotent).
 
-    The signature is computed once here: BentoML 1.4.39 calls ``inspect.signature`` on the API function
-    for every request, and through the wrapper chain that cost 0.3-0.4 ms of each names request.
+    BentoML 1.4 renders every exception an API function raises itself (a 500, or its own bodies for
+    its own exceptions) and offers no handler to register, so its per-request entry point is wrapped
+    once here; the mounted FastAPI routes register the same handler (``mounted_routes``).
+    ``tests/test_edge.py`` fails if a BentoML upgrade bypasses the wrap.
     """
+    from _bentoml_impl.server.app import ServiceAppFactory
 
-    @functools.wraps(handler)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+    endpoint = ServiceAppFactory.api_endpoint
+    if getattr(endpoint, "answers_problems", False):
+        return
+
+    @functools.wraps(endpoint)
+    async def api_endpoint(self: ServiceAppFactory, name: str, request: Request) -> Any:
         try:
-            return await handler(*args, **kwargs)
+            return await endpoint(self, name, request)
         except Problem as problem:
-            return reject(kwargs["ctx"], problem.status, problem.body, problem.headers)
+            return problem_answer(request, problem)
 
-    wrapper.__signature__ = inspect.signature(handler)  # type: ignore[attr-defined]
-    return wrapper
-
-
-def problem_response(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Turn a ``Problem`` raised under a mounted FastAPI route into its 4xx answer."""
-
-    @functools.wraps(handler)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await handler(*args, **kwargs)
-        except Problem as problem:
-            return JSONResponse(problem.body, status_code=problem.status, headers=problem.headers)
-
-    return wrapper
+    api_endpoint.answers_problems = True  # type: ignore[attr-defined]
+    ServiceAppFactory.api_endpoint = api_endpoint  # type: ignore[method-assign]
 
 
 def versioned_json(body: BaseModel) -> JSONResponse:
@@ -128,6 +118,7 @@ def mounted_routes() -> FastAPI:
     """The FastAPI app for the routes BentoML cannot declare (GET, PUT, admin), refusing bad input as
     BentoML's own routes do: 400 and ``{"error", "detail": [{"loc", "msg", "type"}]}``, not 422."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_exception_handler(Problem, problem_answer)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:

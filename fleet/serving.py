@@ -14,7 +14,7 @@ from bentoml.models import BentoModel
 from fleet import store
 from fleet.admission import Admission
 from fleet.edge import Edge
-from fleet.http import RequestId
+from fleet.http import RequestId, serve_problems
 from fleet.lifetime import Readiness, die_with_parent
 from fleet.openapi import Described, Docs
 from fleet.retrain import challenge
@@ -109,10 +109,13 @@ def add_edge(service: Any, describe: Callable[[], Described], admin: tuple[str, 
     """The same HTTP edge in front of every service, gateway and per-model bentos alike (outermost
     first): body and token checks (``admin``: path prefixes beyond ``/admin`` that need the token),
     the docs page and spec (``describe``: ``fleet.openapi.gateway`` or ``model_bento``), per-route
-    admission, request ids, and ``/readyz`` naming its generation."""
+    admission, request ids, and ``/readyz`` naming its generation; and the one handler that turns a
+    ``Problem`` raised under any route into its answer."""
+    serve_problems()
     service.add_asgi_middleware(Edge, admin=("/admin", *admin))
     service.add_asgi_middleware(Docs, describe=describe)
-    for middleware in (Admission, RequestId, Readiness):
+    service.add_asgi_middleware(Admission, exempt=admin)
+    for middleware in (RequestId, Readiness):
         service.add_asgi_middleware(middleware)
 
 

@@ -63,9 +63,10 @@ async def staggered(app: Admission, path: str, count: int = 16) -> list[int]:
     return [status for status, _ in await asyncio.gather(*calls)]
 
 
-def test_admin_and_health_routes_are_never_refused() -> None:
-    for path in ("/admin/routing", "/readyz", "/metrics"):
+def test_admin_training_feedback_and_health_routes_are_never_refused() -> None:
+    for path in ("/admin/routing", "/readyz", "/metrics", "/names/feedback", "/loans/train"):
         app = slow_model()
+        app.exempt = (*app.exempt, "/loans/train")
         app.budget_s = 0.001
         assert set(asyncio.run(staggered(app, path))) == {200}, path
     app = slow_model()

@@ -256,7 +256,8 @@ def test_cli_prints_the_metrics(capsys) -> None:
 def test_request_accepts_modelo_and_resolves_names() -> None:
     request = DigitRequest.model_validate({"request_id": "123", "modelo": "clf.pickle", "image": SEED_IMAGE})
     assert request.model == "clf.pickle" and resolve(request.model) == "digits_sklearn"
-    assert resolve("CNN") == "digits_cnn" and resolve("../clf.pickle") is None and resolve("nope") is None
+    assert resolve("cnn") == "digits_cnn"
+    assert [resolve(name) for name in ("CNN", " cnn", "../clf.pickle", "nope")] == [None] * 4
     assert set(MODEL_NAMES.values()) == {"digits_sklearn", "digits_cnn"}
 
 

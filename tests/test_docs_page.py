@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bentos.digits.schemas import SEED_JPEG
 from tests.browser import INSTALL, find_chromium, headless
 
 CHROMIUM = find_chromium()
@@ -32,6 +33,24 @@ def test_the_spec_says_what_this_server_is(fleet: httpx.Client) -> None:
     assert "post" in spec["paths"]["/topics/classify"]  # BentoML's spec had only the GET
     assert "text/html" in spec["paths"]["/admin/report"]["get"]["responses"]["200"]["content"]
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+def test_the_constraints_the_code_enforces_are_in_the_spec(fleet: httpx.Client) -> None:
+    """A client generated from the spec learns what the server refuses: a name needs a letter, and the
+    digits model is one of a listed set (each value listed is accepted, one not listed refused)."""
+    schemas = fleet.get("/docs.json").json()["components"]["schemas"]
+    fields = [schema.get("properties", {}) for schema in schemas.values()]
+    name = next(f["name"] for f in fields if "n_predictions" in f)
+    for sent in ("Smith", "  Ng", "123", "- -"):
+        answer = fleet.post("/names/get_prediction", json={"name": sent})
+        assert (answer.status_code == 200) == bool(re.search(name["pattern"], sent)), (sent, answer.text)
+    model = next(f["model"] for f in fields if "image" in f)
+    body = {"request_id": "1", "image": SEED_JPEG}
+    for listed in model["enum"]:
+        answer = fleet.post("/digits/predict", json={**body, "model": listed})
+        assert answer.status_code == (200 if listed else 400), (listed, answer.text)
+    refused = fleet.post("/digits/predict", json={**body, "model": "SVM"})
+    assert refused.json() == {"detail": "Invalid model name"}
 
 
 @pytest.mark.parametrize(("method", "path"), TRY_IT_OUT)

@@ -22,9 +22,10 @@ MODEL_NAMES: dict[str, str] = {
 def resolve(name: str) -> str | None:
     """The store model a request's ``model`` names, or None (the service answers "Invalid model name").
 
-    Names resolve only against this table, never against paths or the store's contents.
+    Names resolve only against this table, exactly as written (the spec lists them as an ``enum``),
+    never against paths or the store's contents.
     """
-    return MODEL_NAMES.get(name.strip().lower())
+    return MODEL_NAMES.get(name)
 
 
 class DigitRequest(BaseModel):
@@ -36,8 +37,10 @@ class DigitRequest(BaseModel):
     model: Annotated[
         str | None,
         Field(max_length=64, validation_alias=AliasChoices("model", "modelo"),
+              json_schema_extra={"enum": [*MODEL_NAMES, None]},
               description="Which model answers; without it the answer is the seed's 400 "
-                          '{"detail": "Model name is required"}.'),
+                          '{"detail": "Model name is required"}, with a name not listed here '
+                          '{"detail": "Invalid model name"}.'),
     ] = None
     image: Annotated[
         str,

@@ -8,7 +8,6 @@ import bentoml
 from bentos.digits import docs, handlers
 from bentos.digits.schemas import DigitPrediction, DigitRequest
 from bentos.digits.spec import CNN, SKLEARN
-from fleet.http import answers_problems
 from fleet.openapi import model_bento
 from fleet.serving import SERVICE, add_edge, declare_models, follow_plan, limit_threads, worker_index
 from fleet.traffic import Traffic
@@ -28,7 +27,6 @@ class Digits:
         self._following = follow_plan(self.traffic)
 
     @bentoml.api(route="/predict")
-    @answers_problems
     async def predict(self, request: DigitRequest, /, ctx: bentoml.Context) -> DigitPrediction:
         headers = ctx.request.headers
         return await handlers.predict(lambda name: self.traffic.scorer(name, headers), request, ctx)

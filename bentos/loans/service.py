@@ -17,7 +17,6 @@ from bentos.loans.schemas import (
 )
 from bentos.loans.spec import SPEC
 from fleet.auth import require_admin
-from fleet.http import answers_problems
 from fleet.openapi import model_bento
 from fleet.serving import SERVICE, add_edge, declare_models, follow_plan, worker_index
 from fleet.traffic import Traffic
@@ -35,18 +34,15 @@ class Loans:
         self._following = follow_plan(self.traffic)
 
     @bentoml.api(route="/predict")
-    @answers_problems
     async def predict(self, application: Application, /, ctx: bentoml.Context) -> Approval:
         return await handlers.predict(self.traffic.scorer(SPEC.name, ctx.request.headers), application, ctx)
 
     @bentoml.api(route="/predict_batch")
-    @answers_problems
     async def predict_batch(self, applications: Applications, /, ctx: bentoml.Context) -> Approvals:
         score = self.traffic.scorer(SPEC.name, ctx.request.headers)
         return await handlers.predict_batch(score, applications, ctx)
 
     @bentoml.api(route="/train")
-    @answers_problems
     async def train(self, params: TrainParams = NO_PARAMS, /, ctx: bentoml.Context = None) -> TrainResult:
         require_admin(ctx.request.headers, "/train")
         return await handlers.train(self.traffic, params, ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -10,6 +11,8 @@ from bentos.names.model import MAX_NAME_CHARS
 
 # A ceiling for the schema; the service also refuses more than the loaded model's class count.
 MAX_PREDICTIONS = 20
+# "Contains a letter", as the check below and as the schema's ``pattern`` (a search, not anchored).
+LETTER = r"[^\W\d_]"
 
 
 class NameRequest(BaseModel):
@@ -17,13 +20,17 @@ class NameRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS)]
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS),
+        Field(json_schema_extra={"pattern": LETTER}, description="A surname; it needs at least one letter."),
+    ]
     n_predictions: Annotated[int, Field(ge=1, le=MAX_PREDICTIONS)] = 3
 
     @field_validator("name")
     @classmethod
     def _has_letter(cls, value: str) -> str:
-        if not any(ch.isalpha() for ch in value):
+        if not re.search(LETTER, value):
             raise ValueError("name must contain at least one letter")
         return value
 

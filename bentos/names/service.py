@@ -9,7 +9,7 @@ import bentoml
 from bentos.names import docs, handlers
 from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
 from bentos.names.spec import SPEC
-from fleet.http import answers_problems, mounted_routes, versioned_json
+from fleet.http import mounted_routes, versioned_json
 from fleet.openapi import model_bento
 from fleet.serving import SERVICE, add_edge, declare_models, follow_plan, limit_threads, worker_index
 from fleet.traffic import Traffic
@@ -35,7 +35,6 @@ class Names:
         return versioned_json(handlers.check_service(self.traffic.stable_version(SPEC.name)))
 
     @bentoml.api(route="/get_prediction")
-    @answers_problems
     async def get_prediction(self, request: NameRequest, /, ctx: bentoml.Context) -> NamePredictions:
         score = self.traffic.scorer(SPEC.name, ctx.request.headers)
         return await handlers.get_prediction(score, request, ctx)

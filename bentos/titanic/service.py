@@ -10,7 +10,7 @@ from bentos.titanic import docs, handlers
 from bentos.titanic.schemas import Passengers, PipelineResult, SurvivalPredictions
 from bentos.titanic.spec import SPEC
 from fleet.auth import require_admin
-from fleet.http import answers_problems, mounted_routes, problem_response, versioned_json
+from fleet.http import mounted_routes, versioned_json
 from fleet.openapi import model_bento
 from fleet.serving import SERVICE, add_edge, declare_models, follow_plan, worker_index
 from fleet.traffic import Traffic
@@ -31,12 +31,10 @@ class Titanic:
         self._following = follow_plan(self.traffic)
 
     @bentoml.api(route="/predict")
-    @answers_problems
     async def predict(self, passengers: Passengers, /, ctx: bentoml.Context) -> SurvivalPredictions:
         return await handlers.predict(self.traffic.scorer(SPEC.name, ctx.request.headers), passengers, ctx)
 
     @app.put("/run-pipeline")
-    @problem_response
     async def run_pipeline(self, request: Request) -> PipelineResult:
         require_admin(request.headers, "/run-pipeline")
         return versioned_json(await handlers.run_pipeline(self.traffic))

@@ -9,7 +9,7 @@ from fastapi import Request
 from bentos.topics import docs, handlers
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
 from bentos.topics.spec import SPEC
-from fleet.http import answers_problems, mounted_routes, problem_response
+from fleet.http import mounted_routes
 from fleet.openapi import model_bento
 from fleet.serving import SERVICE, add_edge, declare_models, follow_plan, limit_threads, worker_index
 from fleet.traffic import Traffic
@@ -31,13 +31,11 @@ class Topics:
         self._following = follow_plan(self.traffic)
 
     @app.get("/classify")
-    @problem_response
     async def classify_get(self, request: Request, sentence: Sentence, top_k: TopK = 1) -> list[TopicScore]:
         score = self.traffic.scorer(SPEC.name, request.headers)
         return await handlers.classify_query(score, request.query_params, sentence, top_k)
 
     @bentoml.api(route="/classify")
-    @answers_problems
     async def classify(self, request: TopicRequest, /, ctx: bentoml.Context) -> list[TopicScore]:
         return await handlers.classify(self.traffic.scorer(SPEC.name, ctx.request.headers), request, ctx)
 
