@@ -25,7 +25,6 @@ raised an alarm; a 0.3-sd mean shift was flagged in 100 of 100 runs of 500 rows,
 
 from __future__ import annotations
 
-import re
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("numeric", "categorical", "text", "image")
+from fleet.drift_features import MISSING, basic_features
+
 THRESHOLDS = {"psi": 0.2, "js": 0.1, "wasserstein": 0.1}
 MIN_SAMPLES = 200
 FORMAT = 1
@@ -42,114 +42,9 @@ QUANTILES = (np.arange(100) + 0.5) / 100  # midpoints: the extremes (min, max) a
 TRIM = 2  # grid points left out each side when measuring Wasserstein
 DECILES = np.arange(1, 10) / 10
 TOP_CATEGORIES, TOP_WORDS, TOP_CHARS = 50, 200, 100
-OTHER, MISSING = "__other__", "__missing__"
+OTHER = "__other__"
 EPS = 1e-4  # share given to empty bins, so PSI stays finite
 BOOTSTRAP_REPS, BOOTSTRAP_MAX_N, NOISE_SDS = 200, 2000, 6.0
-_WORD = re.compile(r"\w+")
-
-
-# -- turning inputs into basic features ----------------------------------------------------------------
-
-
-def _columns(data: Any, names: Iterable[str]) -> dict[str, list[Any]]:
-    """A DataFrame, a list of records or a dict of columns → {feature: values}; absent keys are None."""
-    if hasattr(data, "to_dict") and hasattr(data, "columns"):
-        data = data.to_dict(orient="list")
-    if isinstance(data, Mapping):
-        return {n: list(data.get(n, [])) for n in names}
-    records = list(data)
-    return {n: [r.get(n) if isinstance(r, Mapping) else None for r in records] for n in names}
-
-
-def _number(value: Any) -> float:
-    if value is None or isinstance(value, str):
-        return float("nan")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-    return number if np.isfinite(number) else float("nan")
-
-
-def _category(value: Any) -> list[str]:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return [MISSING]
-    return [str(value)]
-
-
-def _text_parts(values: list[Any]) -> dict[str, tuple[str, list[Any]]]:
-    texts = [v if isinstance(v, str) else None for v in values]
-    return {
-        "length": ("numeric", [float(len(t)) if t is not None else float("nan") for t in texts]),
-        "words": ("categorical", [_WORD.findall(t.lower()) or [""] if t is not None else [MISSING]
-                                  for t in texts]),
-        "chars": ("categorical", [[c for c in t.lower() if not c.isspace()] or [""] if t is not None
-                                  else [MISSING] for t in texts]),
-    }
-
-
-def _as_images(values: list[Any]) -> np.ndarray | None:
-    """``(n, h, w)`` when every value is a finite image of one shape (flat squares are reshaped)."""
-    try:
-        images = np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
-        return None
-    if images.ndim == 2 and images.shape[1] and int(np.sqrt(images.shape[1])) ** 2 == images.shape[1]:
-        side = int(np.sqrt(images.shape[1]))
-        images = images.reshape(len(images), side, side)
-    if images.ndim != 3 or not images.size or not np.isfinite(images).all():
-        return None
-    return images
-
-
-def _image_stats(images: np.ndarray) -> np.ndarray:
-    """Per image: mean, std, ink share (pixels over a quarter of its brightest) and ink centre (row,
-    column, 0..1)."""
-    flat = images.reshape(len(images), -1)
-    peak = flat.max(axis=1, keepdims=True)
-    ink = ((flat > 0.25 * peak) & (peak > 0)).mean(axis=1)
-    weight = images.clip(min=0)
-    total = weight.sum(axis=(1, 2))
-    safe = np.where(total > 0, total, 1)
-    rows = np.arange(images.shape[1]) / max(1, images.shape[1] - 1)
-    cols = np.arange(images.shape[2]) / max(1, images.shape[2] - 1)
-    row = np.where(total > 0, (weight.sum(axis=2) * rows).sum(axis=1) / safe, 0.5)
-    col = np.where(total > 0, (weight.sum(axis=1) * cols).sum(axis=1) / safe, 0.5)
-    return np.stack([flat.mean(axis=1), flat.std(axis=1), ink, row, col], axis=1)
-
-
-def _image_parts(values: list[Any]) -> dict[str, tuple[str, list[Any]]]:
-    """Image statistics per record; records that are not images of the common shape count as missing."""
-    stats = np.full((len(values), 5), np.nan)
-    images = _as_images(values)
-    if images is not None:
-        stats = _image_stats(images)
-    else:
-        for i, value in enumerate(values):
-            one = _as_images([value])
-            if one is not None:
-                stats[i] = _image_stats(one)[0]
-    names = ("mean", "std", "ink", "row_centre", "col_centre")
-    return {name: ("numeric", stats[:, i].tolist()) for i, name in enumerate(names)}
-
-
-def _basic_features(data: Any, kinds: Mapping[str, str]) -> dict[str, tuple[str, list[Any]]]:
-    """{feature: (numeric|categorical, per-record values)}; text and images expand to several."""
-    unknown = set(kinds.values()) - set(KINDS)
-    if unknown:
-        raise ValueError(f"unknown kinds {sorted(unknown)}; use {KINDS}")
-    columns = _columns(data, kinds)
-    features: dict[str, tuple[str, list[Any]]] = {}
-    for name, kind in kinds.items():
-        values = columns[name]
-        if kind == "numeric":
-            features[name] = ("numeric", [_number(v) for v in values])
-        elif kind == "categorical":
-            features[name] = ("categorical", [_category(v) for v in values])
-        else:
-            parts = _text_parts(values) if kind == "text" else _image_parts(values)
-            features |= {f"{name}.{part}": value for part, value in parts.items()}
-    return features
 
 
 # -- profiles ------------------------------------------------------------------------------------------
@@ -201,7 +96,7 @@ def profile(data: Any, kinds: Mapping[str, str]) -> dict[str, Any]:
     ``data`` is a DataFrame, a list of records (dicts) or a dict of columns; ``kinds`` maps each input
     field to numeric, categorical, text or image.
     """
-    features = _basic_features(data, kinds)
+    features = basic_features(data, kinds)
     n = len(next(iter(features.values()))[1]) if features else 0
     if not n:
         raise ValueError("a profile needs at least one row")
@@ -373,7 +268,7 @@ def compare(reference: Mapping[str, Any], recent: Any, *, min_samples: int = MIN
             thresholds: Mapping[str, float] | None = None) -> DriftResult:
     """Distances from recent inputs (records, DataFrame or columns) to a reference ``profile``."""
     thresholds = {**THRESHOLDS, **(thresholds or {})}
-    features = _basic_features(recent, reference["inputs"])
+    features = basic_features(recent, reference["inputs"])
     n = len(next(iter(features.values()))[1]) if features else 0
     enough = n >= min_samples
     found = []

@@ -1,0 +1,179 @@
+"""The prediction log's local journal: append-only JSON-lines files in a folder, one per log
+instance, each flock'ed by its owner. The writer appends here when the database is down (and, in
+journal mode, always) and replays the files in order; a file whose lock is free belonged to a process
+that died, and is adopted and replayed by the next log that opens the folder. It is separate from the
+writer because its whole job is file handling: rotation, fsync, torn tails and offsets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class Spool:
+    """Append-only JSON-lines files in a folder, one per log instance, each flock'ed by its owner.
+
+    Files left by a process that died (their lock is free) are claimed and replayed first, oldest first.
+    """
+
+    def __init__(self, folder: Path, max_bytes: int) -> None:
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self.pending = 0
+        self._own: Path | None = None
+        self._own_handle: Any = None
+        self._claimed: list[tuple[Path, Any]] = []  # (path, locked handle) of orphans and rotated files
+        self._offsets: dict[Path, int] = {}
+        self._lock = threading.RLock()  # journal mode: the writer appends while the shipper replays
+
+    def rotate(self) -> None:
+        """Stop appending to the current file: the next append starts a new one, and this one can be
+        replayed and deleted while appends go on (journal mode)."""
+        with self._lock:
+            if self._own_handle is not None and self._own_handle.tell() > 0:
+                self._claimed.append((self._own, self._own_handle))
+                self._own, self._own_handle = None, None
+
+    def claim_orphans(self) -> None:
+        """Lock and adopt every spool file in the folder that no living log holds."""
+        with self._lock:
+            self._claim_orphans()
+
+    def _claim_orphans(self) -> None:
+        if not self.folder.is_dir():
+            return
+        held = {self._own, *(p for p, _ in self._claimed)}
+        for path in sorted(self.folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
+            if path in held:
+                continue
+            handle = open(path, "rb")  # noqa: SIM115 - kept open to hold the lock until replayed
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            self._claimed.append((path, handle))
+            self.pending += sum(1 for line in handle if line.strip())
+
+    def _own_file(self) -> Any:
+        if self._own_handle is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._own = self.folder / f"{int(time.time() * 1000):015d}-{uuid.uuid4().hex[:12]}.jsonl"
+            self._own_handle = open(self._own, "ab")  # noqa: SIM115 - lives as long as the log
+            fcntl.flock(self._own_handle, fcntl.LOCK_EX)
+        return self._own_handle
+
+    def append(self, rows: list[dict[str, Any]], fsync: bool = True) -> str:
+        """Append (and fsync, unless told not to); "" when done, else why not: ``spool_full`` (over
+        ``max_bytes``) or ``spool_error`` (no space left, I/O error)."""
+        data = b"".join(json.dumps(r, default=str).encode() + b"\n" for r in rows)
+        with self._lock:
+            return self._append(data, len(rows), fsync)
+
+    def sync(self) -> None:
+        """Fsync every file still to be shipped (journal mode, before a shipment)."""
+        with self._lock:
+            handles = [h for _, h in self._claimed]
+            if self._own_handle is not None:
+                handles.append(self._own_handle)
+            for handle in handles:
+                with contextlib.suppress(OSError, ValueError):
+                    os.fsync(handle.fileno())
+
+    def _append(self, data: bytes, count: int, fsync: bool) -> str:
+        start = None
+        try:
+            handle = self._own_file()
+            start = handle.tell()
+            if start + len(data) > self.max_bytes:
+                return "spool_full"
+            handle.write(data)
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        except OSError:
+            logger.exception("prediction log spool %s is not writable", self.folder)
+            if start is not None:  # cut a half-written tail, so replay never meets a torn row
+                with contextlib.suppress(OSError):
+                    self._own_handle.truncate(start)
+                    self._own_handle.seek(start)
+            return "spool_error"
+        self.pending += count
+        return ""
+
+    def files(self, own: bool = True) -> list[Path]:
+        """Files to replay, oldest first (``own``: the one being appended to as well)."""
+        with self._lock:
+            mine = [self._own] if own and self._own is not None and self._own_handle.tell() > 0 else []
+            return [p for p, _ in self._claimed] + mine
+
+    def chunks(self, path: Path, size: int) -> Iterator[tuple[list[dict[str, Any]], int, int]]:
+        """``(rows, end_offset, unreadable)`` from where replay last stopped in ``path``."""
+        with open(path, "rb") as reader:
+            reader.seek(self._offsets.get(path, 0))
+            rows: list[dict[str, Any]] = []
+            bad = 0
+            for line in reader:
+                if not line.endswith(b"\n"):
+                    bad += 1  # torn last line of a writer that crashed: never acknowledged, but counted
+                    break
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    bad += 1
+                if len(rows) >= size:
+                    yield rows, reader.tell(), bad
+                    rows, bad = [], 0
+            yield rows, reader.tell(), bad
+
+    def advance(self, path: Path, offset: int, rows: int) -> None:
+        with self._lock:
+            self._offsets[path] = offset
+            self.pending = max(0, self.pending - rows)
+
+    def done(self, path: Path) -> None:
+        """Forget a fully replayed file: orphans are deleted, our own is emptied."""
+        with self._lock:
+            self._done(path)
+
+    def _done(self, path: Path) -> None:
+        self._offsets.pop(path, None)
+        if path == self._own:
+            self._own_handle.truncate(0)
+            self._own_handle.seek(0)
+            return
+        for claimed in [c for c in self._claimed if c[0] == path]:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            claimed[1].close()
+            self._claimed.remove(claimed)
+
+    def close(self) -> None:
+        for _, handle in self._claimed:
+            handle.close()
+        self._claimed.clear()
+        if self._own_handle is not None:
+            empty = self._own_handle.tell() == 0
+            self._own_handle.close()
+            if empty:
+                with contextlib.suppress(OSError):
+                    self._own.unlink()
+            self._own_handle = None
+
+
+def from_spool(row: dict[str, Any]) -> dict[str, Any]:
+    """A spooled row as the writer commits it: ``created_at`` went to JSON as text (``default=str``)."""
+    return row | {"created_at": datetime.fromisoformat(row["created_at"])}
