@@ -64,6 +64,8 @@ class Traffic:
         self._changing = asyncio.Lock()
         self._shadows: dict[str, asyncio.Queue[tuple[list[Any], str, str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        for name in specs:  # a series from the start, so a rate over it is 0, not absent
+            SHADOW_DROPPED.labels(name)
         self._publish()
 
     def spec(self, model: str) -> ModelSpec:
