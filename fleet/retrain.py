@@ -1,7 +1,8 @@
 """Retraining through the API, outside the serving workers' interpreter.
 
 ``POST /loans/train`` and ``PUT /titanic/run-pipeline`` start ``python -m fleet.retrain`` (niced), which
-trains a challenger into the store the server serves from and scores the stable version on the same
+trains a challenger into the store the server serves from (beside it when that store is read-only,
+as in the image: ``fleet.store``) and scores the stable version on the same
 held-out split; the worker only awaits the subprocess, so serving goes on at full speed in its own
 interpreter. One training per model at a time across every worker (a lock file; a second request is a
 409).

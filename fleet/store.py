@@ -3,12 +3,17 @@
 BentoML resolves ``name:v2`` by prefix when ``v2`` is missing (it silently became ``v20``), so every
 lookup here compares versions exactly. Versions are ``v1``, ``v2``, … and a new one is taken under a
 file lock, so two training runs that race get different versions and never overwrite each other.
+
+A served bento's store is read-only in the image (and the chart mounts nothing over it), so a model
+retrained there is saved beside it, in ``<state folder>/models``, and every lookup reads both: the
+store served from first, then the models trained here. Version numbers count both.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import re
 import subprocess
 from collections.abc import Callable, Iterator
@@ -21,7 +26,7 @@ from typing import Any
 import bentoml
 
 from fleet import PROJECT_ROOT
-from fleet.paths import bentoml_home
+from fleet.paths import bentoml_home, state_dir
 
 _VERSION = re.compile(r"^v(\d+)$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -40,21 +45,25 @@ def parse_tag(tag: str) -> tuple[str, str]:
 
 
 def versions(name: str) -> list[str]:
-    """Every ``vN`` version of a model in the store, oldest number first."""
+    """Every ``vN`` version of a model in the stores, oldest number first."""
+    return sorted({v for held in _stores() for v in _versions_in(held, name)}, key=lambda v: int(v[1:]))
+
+
+def _versions_in(held: Any, name: str) -> list[str]:
     try:
-        found = [str(m.tag.version) for m in bentoml.models.list(name)]
+        found = [str(m.tag.version) for m in bentoml.models.list(name, _model_store=held)]
     except bentoml.exceptions.NotFound:
         return []
-    numbered = [v for v in found if _VERSION.match(v)]
-    return sorted(numbered, key=lambda v: int(v[1:]))
+    return [v for v in found if _VERSION.match(v)]
 
 
 def get(tag: str) -> bentoml.Model:
     """The model with exactly this tag, never one whose version merely starts with it."""
     name, version = parse_tag(tag)
-    if version not in versions(name):
-        raise ModelNotFound(f"model {tag} is not in the store")
-    return bentoml.models.get(f"{name}:{version}")
+    for held in _stores():
+        if version in _versions_in(held, name):
+            return bentoml.models.get(f"{name}:{version}", _model_store=held)
+    raise ModelNotFound(f"model {tag} is not in the store")
 
 
 def latest(name: str) -> str | None:
@@ -90,7 +99,8 @@ def save(
         found = versions(name)
         version = f"v{int(found[-1][1:]) + 1}" if found else "v1"
         with bentoml.models.create(
-            f"{name}:{version}", labels=labels or {}, metadata=_without_none({**metadata, **provenance()})
+            f"{name}:{version}", labels=labels or {}, metadata=_without_none({**metadata, **provenance()}),
+            _model_store=_writable_store(),
         ) as ref:
             write(Path(ref.path))
     return f"{name}:{version}"
@@ -174,6 +184,34 @@ def store_path() -> Path:
     from bentoml._internal.configuration.containers import BentoMLContainer
 
     return Path(BentoMLContainer.model_store.get()._path)
+
+
+def trained_here() -> Path:
+    """Where models trained beside a read-only store go (see the module's docstring)."""
+    return state_dir() / "models"
+
+
+def _stores() -> list[Any]:
+    """The store served from, then the models trained beside it when that folder exists."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models.model import ModelStore
+
+    served = BentoMLContainer.model_store.get()
+    extra = trained_here()
+    if extra.is_dir() and extra.resolve() != Path(served._path).resolve():
+        return [served, ModelStore(str(extra))]
+    return [served]
+
+
+def _writable_store() -> Any:
+    """The store served from when it can be written, else the folder for models trained here."""
+    from bentoml._internal.models.model import ModelStore
+
+    served = _stores()[0]
+    if os.access(served._path, os.W_OK):
+        return served
+    trained_here().mkdir(parents=True, exist_ok=True)
+    return ModelStore(str(trained_here()))
 
 
 def use_store(path: Path) -> None:

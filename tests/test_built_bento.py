@@ -116,3 +116,19 @@ def test_the_built_bento_serves_its_plan_and_the_contracts(
     assert {name: route["stable"] for name, route in routing.items()} == \
         {name: route["stable"] for name, route in plan.items()}
     assert check(str(served_bento.base_url)) == dict.fromkeys(MODELS, "ok")
+
+
+def test_retraining_in_the_read_only_pod_serves_the_new_version(served_bento: httpx.Client) -> None:
+    """The bento's model store is read-only there: the challenger is saved beside it and served.
+    (Last in this module: it changes the plan the tests above check.)"""
+    before = served_bento.get("/admin/routing", headers=ADMIN).json()["titanic"]["stable"]
+    result = served_bento.put("/titanic/run-pipeline", headers=ADMIN, timeout=600)
+    assert result.status_code == 200, result.text
+    body = result.json()
+    assert body["new_model_version"] != before.split(":")[1]
+    assert body["promoted"], body  # the full pipeline against a tiny stable passes its gate
+    answer = served_bento.post("/titanic/predict", json=[{"Sex": "female", "Pclass": 1}])
+    assert answer.headers["X-Model-Version"] == body["new_model_version"]
+    versions = [row["version"] for row in served_bento.get("/admin/models", headers=ADMIN).json()
+                ["titanic"]["versions"]]
+    assert body["new_model_version"] in versions
