@@ -8,6 +8,10 @@ doing so after the burst.) No timings are asserted, only what the dispatcher lea
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
 
@@ -57,3 +61,16 @@ def test_greedy_dispatch_is_idempotent() -> None:
     patched = Optimizer.log_outbound
     batching.greedy_dispatch()
     assert Optimizer.log_outbound is patched
+
+
+def test_fleet_batch_wait_bentoml_restores_bentomls_own_learnt_wait() -> None:
+    """README: ``FLEET_BATCH_WAIT=bentoml`` keeps BentoML's behaviour (it learns to hold requests after a
+    burst); the default is greedy. Each setting in a fresh process, as a server reads it at start."""
+    code = ("import asyncio; from fleet import batching; batching.learnt_wait(); "
+            "from tests.test_batching import learnt_waits; print(asyncio.run(learnt_waits())[0])")
+    for setting, holds in (("bentoml", True), ("greedy", False)):
+        done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FLEET_BATCH_WAIT": setting},
+                              cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert (float(done.stdout.split()[-1]) > 0) == holds, (setting, done.stdout)

@@ -142,3 +142,38 @@ def test_training_missing_trains_only_what_the_plan_lacks(routing_plan: Path, tm
 
     assert "titanic:v1" in training("--missing", "--tiny", "titanic")  # an empty store: trained
     assert "nothing to train" in training("--missing", "--tiny", "titanic")  # now it is there
+
+
+def test_access_log_and_tracing_are_off_unless_asked(
+    fleet: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No OpenTelemetry span is made for a request by default (BentoML then sends no span id header),
+    and ``FLEET_ACCESS_LOG`` / ``FLEET_TRACING`` turn the access log and the spans back on."""
+    from fleet.serving import observability
+
+    answer = fleet.post("/names/get_prediction", json={"name": "Smith"})
+    assert answer.status_code == 200 and "x-bentoml-request-id" not in answer.headers
+    assert observability() == {"logging": {"access": {"enabled": False}}, "tracing": {"excluded_urls": ".*"}}
+    monkeypatch.setenv("FLEET_ACCESS_LOG", "on")
+    monkeypatch.setenv("FLEET_TRACING", "on")
+    assert observability() == {"logging": {"access": {"enabled": True}}}
+
+
+def test_every_trained_model_carries_a_drift_profile_of_what_it_reads(routing_plan: Path) -> None:
+    """README: each training run saves a profile of its training inputs with the model, the reference
+    that drift checks compare served inputs with; every feature is measured on some rows."""
+    from fleet import store
+    from fleet.routing import load_plan
+
+    for name, route in load_plan(routing_plan).items():
+        profile = store.get(route.stable).info.metadata.get("drift_profile")
+        assert profile is not None, f"{route.stable} was saved without a drift profile"
+        assert profile["n"] > 0 and profile["inputs"] and profile["features"], name
+
+
+def test_the_report_cli_writes_the_html_report(fleet: httpx.Client, tmp_path: Path) -> None:
+    fleet.post("/loans/predict", json=APPLICATION).raise_for_status()
+    out = tmp_path / "report.html"
+    fleet_cli("report", "--db", os.environ["DATABASE_URL"], "--out", str(out))
+    html = out.read_text()
+    assert "data:image/png;base64," in html and "loans" in html
