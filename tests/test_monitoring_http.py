@@ -162,6 +162,18 @@ def test_feedback_gives_live_accuracy_and_the_log_reads_back(
     assert "<script" not in report.text.lower()
 
 
+def test_feedback_items_are_matched_to_each_row_of_a_batch(quiet_gateway: httpx.Client) -> None:
+    """``item`` names a row of a batch request: both rows right gives 1.0; matched by id alone, the
+    second label would meet the first row's prediction and give 0.5."""
+    passengers = [{"Sex": "female", "Pclass": 1, "Age": 30}, {"Sex": "male", "Pclass": 3, "Age": 30}]
+    answer = quiet_gateway.post("/titanic/predict", json=passengers, headers={"X-Request-ID": "two-rows"})
+    predicted = answer.json()["predictions"]
+    assert predicted[0] != predicted[1], predicted  # otherwise the test could not tell the rows apart
+    labels = [{"request_id": "two-rows", "label": label, "item": i} for i, label in enumerate(predicted)]
+    assert quiet_gateway.post("/titanic/feedback", json=labels).json() == {"stored": 2, "unmatched": []}
+    assert _live_accuracy(quiet_gateway, "titanic") == pytest.approx(1.0)
+
+
 def _live_accuracy(client: httpx.Client, model: str, patience_s: float = 15) -> float | None:
     """``fleet_live_accuracy`` for ``model`` as the server's /metrics shows it, once it is there."""
     deadline = time.monotonic() + patience_s
