@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from bentos.titanic import pipeline as titanic_pipeline
+from data.titanic import load as load_titanic
 from fleet.routing import load_plan
 from tests.conftest import ADMIN, ADMIN_TOKEN, serving
 
@@ -195,3 +196,27 @@ def test_without_a_configured_token_admin_routes_are_disabled(routing_plan: Path
         refused = httpx.put(f"{url}/run-pipeline", headers=ADMIN, timeout=30)
         served = httpx.post(f"{url}/predict", json=PASSENGER, timeout=30)
     assert refused.status_code == 403 and served.status_code == 200
+
+
+def test_drift_is_checked_for_the_shadow_too(gateway: httpx.Client, versions: dict) -> None:
+    """README: drift compares each served version's logged inputs with its own profile, the shadow's
+    copies included."""
+    stable = gateway.get("/admin/routing", headers=ADMIN).json()["titanic"]["stable"]
+    change = {"stable": stable, "shadow": versions["canary_tag"]}
+    shadowed = gateway.put("/admin/routing/titanic", json=change, headers=ADMIN)
+    assert shadowed.status_code == 200, shadowed.text
+    try:
+        rows = load_titanic().drop(columns="Survived").sample(300, random_state=5).to_dict("records")
+        rows = [{k: v for k, v in row.items() if v == v} for row in rows]  # NaN: the field is absent
+        for start in range(0, 300, 100):
+            assert gateway.post("/titanic/predict", json=rows[start:start + 100]).status_code == 200
+        deadline = time.monotonic() + 30
+        while True:  # the shadow scores its copies in the background
+            checked = gateway.get("/admin/drift", params={"model": "titanic"}, headers=ADMIN).json()
+            if checked.get(versions["canary_tag"], {}).get("enough_data") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert set(checked) == {stable, versions["canary_tag"]}
+        assert all(result["enough_data"] for result in checked.values()), checked
+    finally:
+        gateway.put("/admin/routing/titanic", json={"stable": stable}, headers=ADMIN).raise_for_status()
