@@ -177,3 +177,23 @@ def test_the_report_cli_writes_the_html_report(fleet: httpx.Client, tmp_path: Pa
     fleet_cli("report", "--db", os.environ["DATABASE_URL"], "--out", str(out))
     html = out.read_text()
     assert "data:image/png;base64," in html and "loans" in html
+
+
+def test_make_cards_writes_each_card_and_the_readme_table(routing_plan: Path, tmp_path: Path) -> None:
+    """``make cards`` (``python -m fleet cards``): a card per served model from its store metadata, and
+    README's metrics table between its markers, the rest of README untouched (here into copies)."""
+    from fleet import cards
+    from fleet.routing import load_plan
+
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    tags = {name: route.stable for name, route in load_plan(routing_plan).items()}
+    written = cards.write(tags, readme=readme, folder=tmp_path / "cards")
+    assert {path.name for path in written} == {f"{name}.md" for name in tags} | {"README.md"}
+    for name, tag in tags.items():
+        assert tag in (tmp_path / "cards" / f"{name}.md").read_text()
+    before, after = (ROOT / "README.md").read_text(), readme.read_text()
+    table = after.split(cards.START, 1)[1].split(cards.END, 1)[0]
+    assert all(f"`{tag}`" in table for tag in tags.values())
+    assert after.split(cards.START)[0] == before.split(cards.START)[0]
+    assert after.split(cards.END)[1] == before.split(cards.END)[1]
