@@ -1,7 +1,8 @@
-"""README behaviours a user relies on, each tried on a real server: the Python client for every model,
-digits logged as 8×8 pixels (never the image), a plan change written back to the plan file, the
-``fleet`` command line, ``FLEET_BATCHING=off``, and 503 with ``Retry-After`` past capacity above the
-floor of 8 requests in flight that are always admitted."""
+"""README behaviours a user relies on, each tried as README says, on real servers and real stores: the
+Python client, digits logged as 8×8 pixels, a plan change written back to the plan file, the ``fleet``
+command line (models, routing, report, cards), ``training --missing``, ``FLEET_BATCHING=off``, 503
+with ``Retry-After`` past capacity above the floor of 8 always admitted, smoke tests of new versions,
+drift profiles, and the access log and tracing off by default."""
 
 from __future__ import annotations
 
