@@ -4,7 +4,8 @@ the rendered chart by ``deploy/pod_runtime.py``), and check the seeds' contracts
 
 Measures start-to-ready (``podman run`` until ``/readyz`` answers 200), checks the container runs as a
 non-root user and that its HEALTHCHECK passes, runs ``deploy/contract_check.py`` against it, then
-changes the routing plan and predicts once more (the plan is written where the pod can write). The
+changes the routing plan and predicts once more (the plan is written where the pod can write), and
+retrains titanic in the pod and predicts with the version it serves then. The
 figures go to deploy/image/.last-check.json and the terminal. Exits 1 when anything fails; exits 0 with
 a ``skipped`` reason when no container tool works here (say so when reporting).
 
@@ -64,6 +65,20 @@ def change_plan_and_predict(url: str) -> str:
     return "ok"
 
 
+def retrain_and_predict(url: str) -> str:
+    """``PUT /titanic/run-pipeline`` in the pod (its model store is read-only: the new version is saved
+    under BENTOML_HOME), then a prediction answered by the version it reports serving: "ok" or why not."""
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    ran = httpx.put(f"{url}/titanic/run-pipeline", headers=admin, timeout=600)
+    if ran.status_code != 200:
+        return f"run-pipeline answered {ran.status_code}: {ran.text[:300]}"
+    serving = ran.json()["model_version"]
+    answer = httpx.post(f"{url}/titanic/predict", json=[{"Sex": "female", "Pclass": 1}], timeout=30)
+    if answer.headers.get("X-Model-Version") != serving:
+        return f"after retraining {serving} serves, but {answer.headers.get('X-Model-Version')} answered"
+    return "ok" if ran.json()["promoted"] else f"ok (not promoted: {ran.json()['detail']})"
+
+
 def run_checks(image: str, values_set: str) -> dict:
     port, name = free_port(), f"fleet-image-check-{values_set}-{os.getpid()}"
     url = f"http://127.0.0.1:{port}"
@@ -83,7 +98,8 @@ def run_checks(image: str, values_set: str) -> dict:
         return {"image": image, "values": values_set, "start_to_ready_s": round(ready_s, 1), "uid": user,
                 "healthcheck": "healthy" if health.returncode == 0 else health.stderr.strip()[-300:],
                 "serving": {model: route["stable"] for model, route in routing.json().items()},
-                "contracts": contracts, "plan_change": change_plan_and_predict(url)}
+                "contracts": contracts, "plan_change": change_plan_and_predict(url),
+                "retraining": retrain_and_predict(url)}
     finally:
         podman("stop", "-t", "10", name, timeout=60)
 
@@ -102,7 +118,7 @@ def main() -> int:
     (HERE / ".last-check.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     ok = all(result["uid"] not in ("", "0") and result["healthcheck"] == "healthy"
-             and result["plan_change"] == "ok"
+             and result["plan_change"] == "ok" and result["retraining"].startswith("ok")
              and all(verdict == "ok" for verdict in result["contracts"].values()) for result in results)
     print("image check passed" if ok else "image check FAILED")
     return 0 if ok else 1
