@@ -38,7 +38,7 @@ from bentos.titanic import handlers as titanic
 from bentos.titanic.schemas import Passengers, PipelineResult, SurvivalPredictions
 from bentos.topics import handlers as topics
 from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
-from fleet import gateway_docs, monitoring, openapi, plan_sync, report, store
+from fleet import gateway_docs, monitor, monitoring, openapi, plan_sync, store
 from fleet.auth import require_admin
 from fleet.http import Problem, mounted_routes, versioned_json
 from fleet.predlog import PredictionLog
@@ -73,10 +73,12 @@ class Fleet:
         self._following = follow_plan(self.traffic)
         if self.log is not None:
             self._accuracy = asyncio.get_running_loop().create_task(monitoring.refresh_accuracy(self.log))
+            self._monitor = monitor.spawn()  # renders the report and keeps the aggregates, off this worker
 
     @bentoml.on_shutdown
     def _close_log(self) -> None:
         if self.log is not None:
+            self._monitor.terminate()
             self.log.close()
 
     def _log(self) -> PredictionLog:
@@ -163,9 +165,14 @@ class Fleet:
                                        [model] if model else None)
 
     @routes.get("/admin/report")
-    async def admin_report(self, request: Request) -> HTMLResponse:
+    async def admin_report(self, request: Request, fresh: bool = False) -> HTMLResponse:
+        """The last render of the report (``fresh=true``: wait for one that begins now)."""
         require_admin(request.headers, "/admin/report")
-        return HTMLResponse(await asyncio.to_thread(report.render, self._log(), list(self.traffic.plan)))
+        self._log()
+        if self._monitor.poll() is not None:  # this worker's monitor died: start another
+            self._monitor = monitor.spawn()
+        text, rendered_at = await monitoring.report_page(fresh)
+        return HTMLResponse(text, headers={"X-Report-Rendered-At": rendered_at})
 
     # admin API: versions and the routing plan, changed without a restart
     @routes.get("/admin/models")

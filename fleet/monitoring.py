@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from fleet import drift, store
+from fleet import drift, monitor, store
 from fleet.http import Problem
 from fleet.predlog import PredictionLog
 from fleet.routing import Route
 
 MAX_FEEDBACK = 1000
 ACCURACY_REFRESH_SECONDS = float(os.environ.get("FLEET_ACCURACY_REFRESH_SECONDS", "30"))
+REPORT_WAIT_SECONDS = 60.0  # how long a request for a fresh report waits for the report's process
 logger = logging.getLogger(__name__)
 
 
@@ -71,3 +73,16 @@ async def refresh_accuracy(log: PredictionLog) -> None:
         except Exception:  # the database may be down; serving goes on and the next round retries
             logger.warning("could not refresh live accuracy", exc_info=True)
         await asyncio.sleep(ACCURACY_REFRESH_SECONDS)
+
+
+async def report_page(fresh: bool) -> tuple[str, str]:
+    """The report's last render and when it began (ISO), from the report's own process
+    (``fleet.monitor``); a new one is asked for and awaited if ``fresh`` or there is none yet."""
+    path = monitor.rendered()
+    if fresh or path is None:
+        path = await monitor.fresh(REPORT_WAIT_SECONDS)
+    if path is None:
+        raise Problem(503, {"detail": "the report is being rendered in its own process; try again shortly"},
+                      {"Retry-After": "10"})
+    text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+    return text, datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")

@@ -25,6 +25,7 @@ os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='fleet-test-lo
 
 # Only now: fleet sets a default store when imported.
 from fleet.local_server import bentoml_serve, free_port, running
+from tests.postgres import PostgresServer, find_bin, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
@@ -66,6 +67,24 @@ def fleet_url(routing_plan: Path) -> Iterator[str]:
 def fleet(fleet_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=fleet_url, timeout=60) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session; each test takes a fresh database of it."""
+    if find_bin() is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) under /usr/lib/postgresql/*/bin, "
+                    "PG_BIN or PATH")
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The prediction log's database, once on SQLite and once on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "log.db")
+    return request.getfixturevalue("pg").create_database()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,26 +24,9 @@ from fleet import predlog
 from fleet.local_server import free_port
 from fleet.paths import state_dir
 from fleet.predlog import Prediction, PredictionLog, Spool
-from tests.postgres import PostgresServer, find_bin, postgres_server
+from tests.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="session")
-def pg() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the session; each test takes a fresh database of it."""
-    if find_bin() is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) under /usr/lib/postgresql/*/bin, "
-                    "PG_BIN or PATH")
-    with postgres_server() as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "log.db")
-    return request.getfixturevalue("pg").create_database()
 
 
 def open_log(url: str, tmp_path: Path, registry: CollectorRegistry | None = None,
@@ -303,7 +285,7 @@ def test_migrations_keep_existing_rows(db_url: str, tmp_path: Path) -> None:
                                                        "created_at": datetime.now(UTC)}])
     engine.dispose()
     with open_log(db_url, tmp_path) as log:
-        assert predlog.current_revision(log.engine) == "0002"
+        assert predlog.current_revision(log.engine) == "0003"
         assert [r["id"] for r in log.query(request_id="old-1")] == [old.id]
         assert log.live_accuracy("loans", "v1").value == 1.0
         assert log.save_drift("loans", "v1", [{"feature": "age", "kind": "numeric", "measure": "psi",

@@ -42,7 +42,9 @@ import X`` is the way in):
 - ``writer``: ``PredictionLog`` and ``Receipt``: record, group commit, journal shipping, replay; its
   tunables ``SHIP_SECONDS`` and ``ORPHAN_SCAN_SECONDS`` are read there (patch them there).
 - ``queries``: the read side (``query``, timelines, feedback, live accuracy, drift history), a mixin
-  of ``PredictionLog``.
+  of ``PredictionLog``, and ``LogReader``, that read side alone for processes that write no predictions.
+- ``rollup``: the five-minute aggregates the report reads (``catch_up``) and retention (``prune``,
+  ``FLEET_PREDLOG_RETENTION_DAYS``, default 30 days), run off the serving workers by ``fleet.monitor``.
 - ``bench`` (``python -m fleet.predlog``): the benchmark and ``--migrate``.
 """
 
@@ -56,7 +58,7 @@ from fleet.predlog.database import (
     migrate,
 )
 from fleet.predlog.metrics import Metrics, Stats
-from fleet.predlog.queries import Accuracy
+from fleet.predlog.queries import Accuracy, LogReader
 from fleet.predlog.schema import (
     ANSWERED,
     JSON,
@@ -70,7 +72,9 @@ from fleet.predlog.schema import (
     label_key,
     metadata,
     pixels_form,
+    prediction_buckets,
     predictions,
+    rollup_state,
     utcnow,
 )
 from fleet.predlog.spool import Spool
@@ -85,6 +89,7 @@ __all__ = [
     "SQLITE_BUSY_TIMEOUT_S",
     "VERSION_TABLE",
     "Accuracy",
+    "LogReader",
     "Metrics",
     "Outcome",
     "Prediction",
@@ -104,6 +109,8 @@ __all__ = [
     "metadata",
     "migrate",
     "pixels_form",
+    "prediction_buckets",
     "predictions",
+    "rollup_state",
     "utcnow",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from fleet.predlog.database import create_engine, database_url, migrate
 from fleet.predlog.metrics import Metrics
 from fleet.predlog.schema import (
     ANSWERED,
@@ -226,3 +227,20 @@ def _filtered(stmt: Any, columns: Any, since: datetime | timedelta | None,
     if models is not None:
         stmt = stmt.where(columns.model.in_(list(models)))
     return stmt
+
+
+class LogReader(LogQueries):
+    """The read side alone, on its own engine: for processes that only read the log and maintain its
+    aggregates (the report's process, ``fleet.monitor``), with no writer, journal or spool of their own."""
+
+    journal = False
+
+    def __init__(self, url: str | None = None) -> None:
+        self.engine = create_engine(database_url(url))
+        migrate(self.engine)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Nothing to ship: this process records nothing."""
+
+    def close(self) -> None:
+        self.engine.dispose()

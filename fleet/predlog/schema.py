@@ -1,4 +1,4 @@
-"""The prediction log's schema and rows: the three tables, the column types that behave the same on
+"""The prediction log's schema and rows: the tables, the column types that behave the same on
 SQLite and PostgreSQL, and ``Prediction`` with the helpers that turn what a model saw and said into
 bounded, comparable JSON. It is the bottom of the package (everything else reads these tables) and is
 kept in step with the Alembic migrations in ``fleet/migrations``; a test compares the two.
@@ -88,6 +88,29 @@ drift_results = sa.Table(
     sa.Column("n", sa.Integer, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_drift_results_model_time", "model", "created_at"),
+)
+# Five-minute aggregates of predictions (``fleet.predlog.rollup``): what the report reads, kept after
+# retention removes the raw rows. ``latency_hist`` holds counts per bucket of ``rollup.LATENCY_EDGES``.
+prediction_buckets = sa.Table(
+    "prediction_buckets", metadata,
+    sa.Column("model", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), primary_key=True),
+    sa.Column("bucket", UTCDateTime, primary_key=True),
+    sa.Column("predictions", sa.Integer, nullable=False),
+    sa.Column("latency_hist", JSON, nullable=False),
+    sa.Column("first_at", UTCDateTime, nullable=False),
+    sa.Column("last_at", UTCDateTime, nullable=False),
+    sa.Column("feedback", sa.Integer, nullable=False),
+    sa.Column("correct", sa.Integer, nullable=False),
+    sa.Index("ix_prediction_buckets_time", "bucket"),
+)
+# Bookkeeping of the rollup and retention: ``rolled_up_at`` (last catch-up), ``raw_since`` (older raw
+# rows were removed by retention, so buckets before it are final).
+rollup_state = sa.Table(
+    "rollup_state", metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
 )
 
 

@@ -1,0 +1,141 @@
+"""``python -m fleet.monitor``: the report's own process, so a render never runs in a serving worker.
+
+Rendering the report is seconds of pandas and matplotlib under the GIL; done in a worker, it doubled
+that worker's latency while it ran. So every worker of the gateway starts one monitor (``spawn``),
+they queue on a lock in the state folder, and the one holding it, at low CPU priority:
+- brings the log's five-minute aggregates up to date and renders the report into
+  ``<state>/report/<database>/report.html`` (atomically) every ``FLEET_REPORT_SECONDS`` (default 60), and at
+  once when someone asks for a fresh one (``ask``);
+- applies retention (``FLEET_PREDLOG_RETENTION_DAYS``) once an hour.
+It dies with the worker that started it (``fleet.lifetime.die_with_parent``); the next in the queue
+takes the lock. ``/admin/report`` serves the last render (``rendered``), asking and waiting for a
+new one only when the caller wants it fresh or there is none yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fleet import PROJECT_ROOT
+from fleet.paths import state_dir
+from fleet.predlog.database import database_url
+
+logger = logging.getLogger(__name__)
+
+PRUNE_SECONDS = 3600.0
+POLL_SECONDS = 0.1
+
+
+def folder() -> Path:
+    """Where the report of this server's database is rendered: one folder (and lock) per database, so
+    servers sharing a log share one monitor, and servers on different logs never serve each other's."""
+    digest = hashlib.sha256(database_url().encode()).hexdigest()[:16]
+    return state_dir() / "report" / digest
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def rendered() -> Path | None:
+    """The last render, if there is one (its mtime is when its render began)."""
+    path = folder() / "report.html"
+    return path if path.exists() else None
+
+
+def ask() -> int:
+    """Ask the monitor for a render that begins after now; returns the time to wait for (ns)."""
+    wanted = folder() / "wanted"
+    wanted.parent.mkdir(parents=True, exist_ok=True)
+    wanted.touch()
+    now = time.time_ns()
+    os.utime(wanted, ns=(now, now))
+    return now
+
+
+async def fresh(timeout: float) -> Path | None:
+    """Ask for a render and wait for it (None after ``timeout`` seconds)."""
+    asked, deadline = ask(), time.monotonic() + timeout
+    report = folder() / "report.html"
+    while _mtime_ns(report) < asked:
+        if time.monotonic() > deadline:
+            return None
+        await asyncio.sleep(POLL_SECONDS)
+    return report
+
+
+def spawn() -> subprocess.Popen:
+    """Start a monitor beside this worker (it waits its turn on the lock; see the module docstring)."""
+    return subprocess.Popen([sys.executable, "-m", "fleet.monitor"], stdin=subprocess.DEVNULL,
+                            close_fds=True, cwd=PROJECT_ROOT)
+
+
+def _render(out: Path, started_ns: int) -> None:
+    from fleet import report
+    from fleet.predlog import LogReader
+
+    reader = LogReader()
+    try:
+        report.write_report(reader, out)
+    finally:
+        reader.close()
+    os.utime(out, ns=(started_ns, started_ns))  # "rendered at" is when it began reading
+
+
+def _prune() -> None:
+    from fleet.predlog import LogReader, rollup
+
+    reader = LogReader()
+    try:
+        done = rollup.prune(reader.engine)
+    finally:
+        reader.close()
+    logger.info("retention: %s", done)
+
+
+def run(every: float) -> None:
+    """The monitor's loop, once it holds the lock."""
+    out, wanted = folder() / "report.html", folder() / "wanted"
+    last_render, next_prune = float("-inf"), time.monotonic()
+    while True:
+        if time.monotonic() - last_render >= every or _mtime_ns(wanted) > _mtime_ns(out):
+            started_ns, last_render = time.time_ns(), time.monotonic()
+            try:
+                _render(out, started_ns)
+            except Exception:  # the database may be down: try again next round, keep serving the last
+                logger.exception("the report could not be rendered")
+        if time.monotonic() >= next_prune:
+            next_prune = time.monotonic() + PRUNE_SECONDS
+            try:
+                _prune()
+            except Exception:
+                logger.exception("retention could not run")
+        time.sleep(POLL_SECONDS)
+
+
+def main() -> None:
+    from fleet import lifetime
+
+    lifetime.die_with_parent()
+    with contextlib.suppress(OSError):
+        os.nice(10)
+    folder().mkdir(parents=True, exist_ok=True)
+    with open(folder() / "monitor.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers' monitors wait here
+        run(float(os.environ.get("FLEET_REPORT_SECONDS", "60")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Five-minute aggregates of the prediction log (``prediction_buckets``) and retention of its raw rows.
+
+The report and anything else that looks back over days reads these aggregates, never the raw rows, so
+its cost grows with the time it covers and the versions it shows, not with the traffic: a million raw
+rows are seconds of reading and hundreds of megabytes of frames; a month of buckets is a few thousand
+rows. Each bucket holds, per model, version and role: the count, a latency histogram (p50/p99 merge
+across buckets, exact to one histogram step, 20 %), the first and last time, and how many of its
+predictions have feedback and how many of those were right.
+
+A bucket is always recomputed whole from raw rows, never incremented, so a rollup that runs twice
+never double-counts. ``catch_up`` recomputes what may have changed since its last run: the buckets
+from ``LAG`` before it (rows shipped from a journal or replayed after a short outage arrive late) and
+the buckets of predictions that received feedback since. ``prune`` (retention,
+``FLEET_PREDLOG_RETENTION_DAYS``, default 30) catches up, then deletes raw predictions, feedback and
+drift results older than the cutoff; their buckets stay, final from then on (``raw_since``: a
+recompute never reaches before it).
+
+Run off the serving workers by the report's process (``fleet.monitor``), and by the report CLI.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypedDict
+
+import sqlalchemy as sa
+
+from fleet.predlog.schema import (
+    drift_results,
+    feedback,
+    prediction_buckets,
+    predictions,
+    rollup_state,
+    utcnow,
+)
+
+BUCKET = timedelta(minutes=5)
+LAG = timedelta(minutes=10)  # how far before its last run a catch-up looks again, for late rows
+CHUNK = timedelta(days=1)  # raw rows are read and deleted a day at a time (bounded transactions)
+LATENCY_EDGES = tuple(0.05 * 1.2**i for i in range(82))  # ms: 0.05 … ≈ 160,000, each 1.2× the last
+
+
+def retention_days() -> float:
+    return float(os.environ.get("FLEET_PREDLOG_RETENTION_DAYS", "30"))
+
+
+class RollupRun(TypedDict):
+    buckets: int  # buckets written
+    rows: int  # raw rows read
+    seconds: float
+
+
+class PruneRun(TypedDict):
+    cutoff: str  # ISO time: raw rows before it were removed
+    predictions: int
+    feedback: int
+    drift_results: int
+    seconds: float
+
+
+# -- the histogram -----------------------------------------------------------------------------------
+
+
+def latency_bin(latency_ms: float) -> int:
+    return bisect.bisect_right(LATENCY_EDGES, latency_ms)
+
+
+def merged(hists: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for hist in hists:
+        for key, count in hist.items():
+            total[key] = total.get(key, 0) + int(count)
+    return total
+
+
+def quantile(hist: Mapping[str, int], q: float) -> float | None:
+    """The ``q`` quantile of a latency histogram: the geometric middle of the bin it falls in."""
+    total = sum(hist.values())
+    if not total:
+        return None
+    seen, target = 0, q * total
+    for index in sorted(int(k) for k in hist):
+        seen += hist[str(index)]
+        if seen >= target:
+            break
+    if index == 0:
+        return LATENCY_EDGES[0] / 2
+    if index >= len(LATENCY_EDGES):
+        return LATENCY_EDGES[-1]
+    return (LATENCY_EDGES[index - 1] * LATENCY_EDGES[index]) ** 0.5
+
+
+# -- recomputing buckets -------------------------------------------------------------------------------
+
+
+def floor(moment: datetime) -> datetime:
+    """The start of the bucket ``moment`` falls in."""
+    seconds = BUCKET.total_seconds()
+    return datetime.fromtimestamp(moment.timestamp() // seconds * seconds, UTC)
+
+
+def recompute(connection: sa.Connection, start: datetime, end: datetime) -> tuple[int, int]:
+    """Replace the buckets in [start, end) (bucket-aligned) by what the raw rows say; (buckets, rows)."""
+    p, f = predictions.c, feedback.c
+    on = sa.and_(p.request_id == f.request_id, p.model == f.model, p.item == f.item)
+    hit = sa.case((f.label_key.is_(None), None), (p.label == f.label_key, 1), else_=0)
+    stmt = (sa.select(p.model, p.version, p.role, p.created_at, p.latency_ms, hit.label("hit"))
+            .select_from(predictions.outerjoin(feedback, on))
+            .where(p.created_at >= start, p.created_at < end))
+    found: dict[tuple[str, str, str, datetime], dict[str, Any]] = {}
+    rows = 0
+    for row in connection.execute(stmt):
+        rows += 1
+        key = (row.model, row.version, row.role, floor(row.created_at))
+        bucket = found.get(key)
+        if bucket is None:
+            bucket = found[key] = {"model": key[0], "version": key[1], "role": key[2], "bucket": key[3],
+                                   "predictions": 0, "latency_hist": {}, "first_at": row.created_at,
+                                   "last_at": row.created_at, "feedback": 0, "correct": 0}
+        bucket["predictions"] += 1
+        hist, slot = bucket["latency_hist"], str(latency_bin(row.latency_ms))
+        hist[slot] = hist.get(slot, 0) + 1
+        bucket["first_at"] = min(bucket["first_at"], row.created_at)
+        bucket["last_at"] = max(bucket["last_at"], row.created_at)
+        if row.hit is not None:
+            bucket["feedback"] += 1
+            bucket["correct"] += int(row.hit)
+    b = prediction_buckets.c
+    connection.execute(prediction_buckets.delete().where(b.bucket >= start, b.bucket < end))
+    if found:
+        connection.execute(prediction_buckets.insert(), list(found.values()))
+    return len(found), rows
+
+
+def _state(connection: sa.Connection, name: str) -> datetime | None:
+    return connection.execute(sa.select(rollup_state.c.at).where(rollup_state.c.name == name)).scalar()
+
+
+def _set_state(connection: sa.Connection, name: str, at: datetime) -> None:
+    connection.execute(rollup_state.delete().where(rollup_state.c.name == name))
+    connection.execute(rollup_state.insert(), [{"name": name, "at": at}])
+
+
+def _ranges(starts: Iterable[datetime], tail: tuple[datetime, datetime]) -> list[tuple[datetime, datetime]]:
+    """Bucket starts and one tail range as few [start, end) ranges as cover them, each ≤ ``CHUNK``."""
+    spans = sorted([(s, s + BUCKET) for s in starts] + [tail])
+    joined: list[list[datetime]] = []
+    for start, end in spans:
+        if joined and start <= joined[-1][1]:
+            joined[-1][1] = max(joined[-1][1], end)
+        else:
+            joined.append([start, end])
+    chunks = []
+    for start, end in joined:
+        while start < end:
+            chunks.append((start, min(end, start + CHUNK)))
+            start += CHUNK
+    return chunks
+
+
+def _since_last(connection: sa.Connection, now: datetime) -> datetime:
+    """Where a catch-up starts: ``LAG`` before the last one, else at the oldest raw row; never before
+    ``raw_since`` (older buckets are final)."""
+    last, raw_since = _state(connection, "rolled_up_at"), _state(connection, "raw_since")
+    oldest = sa.select(sa.func.min(predictions.c.created_at))
+    since = last - LAG if last else connection.execute(oldest).scalar() or now
+    return max(since, raw_since) if raw_since else since
+
+
+def catch_up(engine: sa.Engine, now: datetime | None = None) -> RollupRun:
+    """Recompute every bucket that may have changed since the last catch-up (see the module docstring)."""
+    began, now = time.perf_counter(), now or utcnow()
+    with engine.connect() as connection:
+        since = _since_last(connection, now)
+        p, f = predictions.c, feedback.c
+        touched = connection.execute(
+            sa.select(p.created_at).select_from(predictions.join(
+                feedback, sa.and_(p.request_id == f.request_id, p.model == f.model, p.item == f.item)))
+            .where(f.created_at >= since, p.created_at < floor(since))).scalars()
+        starts = {floor(t) for t in touched}
+    buckets = rows = 0
+    for start, end in _ranges(starts, (floor(since), floor(now) + BUCKET)):
+        with engine.begin() as connection:
+            written, read = recompute(connection, start, end)
+        buckets, rows = buckets + written, rows + read
+    with engine.begin() as connection:
+        _set_state(connection, "rolled_up_at", now)
+    return {"buckets": buckets, "rows": rows, "seconds": time.perf_counter() - began}
+
+
+def prune(engine: sa.Engine, days: float | None = None, now: datetime | None = None) -> PruneRun:
+    """Retention: catch up, then delete raw rows older than ``days`` (their buckets stay)."""
+    began, now = time.perf_counter(), now or utcnow()
+    cutoff = floor(now - timedelta(days=retention_days() if days is None else days))
+    catch_up(engine, now)
+    removed = {"predictions": 0, "feedback": 0, "drift_results": 0}
+    for table in (predictions, feedback, drift_results):
+        with engine.connect() as connection:
+            oldest = connection.execute(sa.select(sa.func.min(table.c.created_at))).scalar()
+        while oldest is not None and oldest < cutoff:
+            oldest = min(oldest + CHUNK, cutoff)
+            with engine.begin() as connection:
+                done = connection.execute(table.delete().where(table.c.created_at < oldest))
+            removed[table.name] += done.rowcount
+    with engine.begin() as connection:
+        _set_state(connection, "raw_since", cutoff)
+    return {"cutoff": cutoff.isoformat(), **removed, "seconds": time.perf_counter() - began}
+
+
+def read_buckets(engine: sa.Engine, since: datetime | timedelta | None = None,
+                 models: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The buckets (oldest first) of ``models`` since ``since``: what the report draws."""
+    b = prediction_buckets.c
+    stmt = sa.select(prediction_buckets).order_by(b.bucket)
+    if since is not None:
+        stmt = stmt.where(b.bucket >= floor(utcnow() - since if isinstance(since, timedelta) else since))
+    if models is not None:
+        stmt = stmt.where(b.model.in_(list(models)))
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(stmt)]
