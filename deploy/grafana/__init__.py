@@ -1,0 +1,1 @@
+"""Grafana provisioning and the generator of its dashboards (dashboards.py)."""
