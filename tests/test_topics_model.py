@@ -138,7 +138,8 @@ def test_cleaning_drops_blank_unmapped_ambiguous_and_small(monkeypatch):
     subjects = pd.Series(["Music", "Music", "Physics", "History", "Military Science", "Mathematics", "Music"])
     monkeypatch.setattr("data.topics.MIN_TITLES", 2)
     frame, counts = prepare(titles, subjects)
-    assert frame.to_dict("list") == {"text": ["Jazz", "Opera"], "label": ["Arts", "Arts"]}
+    assert frame.to_dict("list") == {"text": ["Jazz", "Opera"], "label": ["Arts", "Arts"],
+                                     "subject": ["Music", "Music"]}
     assert counts["small_field_dropped"] == 1 and counts["kept"] == 2
     assert counts["blank_dropped"] == 1 and counts["unmapped_subject_dropped"] == 1
     assert counts["ambiguous_title_dropped"] == 2 and counts["ambiguous_titles"] == 1
