@@ -39,14 +39,51 @@ def card(tag: str) -> str:
         *[f"- {k}: {v}" for k, v in data.get("class_balance", {}).items()], "",
         "## Held-out metrics", "", "| metric | value |", "|---|---|",
         *[f"| {k} | {_fmt(v)} |" for k, v in meta.get("metrics", {}).items()], "",
+        *_section("Cross-validation", meta.get("cross_validation")),
+        *_section("Calibration", meta.get("calibration")),
+        *_section("Subject level (finer labels, not served)", meta.get("subject_level")),
+        *_section("When the answer is flagged not confident", meta.get("confidence")),
+        *_examples(meta.get("examples")),
         "## Confusion summary (test split)", "",
-        *[f"- {k}: {v}" for k, v in _confusion_items(meta)], "",
+        *_confusion_lines(meta), "",
         "## Known limitations", "", *[f"- {x}" for x in about.get("limitations", [])], "",
+        *_section("Reproducibility", about.get("reproducibility") and {"": about["reproducibility"]}),
         "## Misuse to avoid", "", *[f"- {x}" for x in about.get("misuse", [])], "",
         "## Training parameters", "", *[f"- {k}: {v}" for k, v in meta.get("params", {}).items()], "",
         f"Libraries: {meta.get('library_versions', {})}", "",
     ]
     return "\n".join(lines)
+
+
+def _section(title: str, values: dict[str, Any] | None) -> list[str]:
+    """A titled key/value table (or one paragraph, for a single unnamed value); nothing when absent."""
+    if not values:
+        return []
+    if list(values) == [""]:
+        return [f"## {title}", "", str(values[""]), ""]
+    return [f"## {title}", "", "| | |", "|---|---|", *[f"| {k} | {_fmt(v)} |" for k, v in values.items()], ""]
+
+
+def _examples(rows: list[dict[str, Any]] | None) -> list[str]:
+    """What the trained model answers to the seed's and README's examples: a user sees at once what it
+    believes, and how sure it is."""
+    if not rows:
+        return []
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return ["## Answers to expect", "", "Computed by this version at the end of its training run.", "",
+            f"| {' | '.join(columns)} |", f"|{'---|' * len(columns)}",
+            *[f"| {' | '.join(_fmt(row.get(c, '')) for c in columns)} |" for row in rows], ""]
+
+
+def _confusion_lines(meta: dict[str, Any]) -> list[str]:
+    """Per-class results (names) as a table; any other confusion summary as a list."""
+    per_class = meta.get("per_class") if meta.get("confusion") is None else None
+    if isinstance(per_class, dict):
+        return ["| class | test names | accuracy | most confused with | share |", "|---|---|---|---|---|",
+                *[f"| {label} | {row.get('support', '?')} | {_fmt(row.get('accuracy'))} | "
+                  f"{row.get('most_confused_with') or '-'} | {_fmt(row.get('confused_share') or '-')} |"
+                  for label, row in per_class.items()]]
+    return [f"- {k}: {v}" for k, v in _confusion_items(meta)]
 
 
 def _confusion_items(meta: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -75,6 +112,9 @@ def metrics_table(tags: dict[str, str]) -> str:
     for name, tag in tags.items():
         meta = store.get(tag).info.metadata
         shown = ", ".join(f"{k} {_fmt(v)}" for k, v in meta.get("metrics", {}).items())
+        if cv := meta.get("cross_validation"):
+            shown += (f"; {cv['folds']}-fold CV accuracy {_fmt(cv['cv_accuracy_mean'])} "
+                      f"± {_fmt(cv['cv_accuracy_std'])}")
         seconds = meta.get("training_seconds")
         rows.append(f"| {name} | `{tag}` | {shown} | {f'{seconds:.1f} s' if seconds else '?'} |")
     return "\n".join(rows)

@@ -88,7 +88,7 @@ def test_tiny_training_saves_a_loadable_version(tiny_run, tmp_path: Path) -> Non
     saved = store.get(tiny_run.tag)
     meta = saved.info.metadata
     for key in ("metrics", "per_class", "dataset", "params", "classes", "vocabulary", "input_schema",
-                "label_meaning", "library_versions", "trained_at"):
+                "label_meaning", "library_versions", "trained_at", "confidence", "examples"):
         assert key in meta, key
     assert {"source", "sha256", "splits", "class_balance"} <= set(meta["dataset"])
     assert {"test_top1_accuracy", "test_top3_accuracy", "test_macro_f1"} <= set(meta["metrics"])
@@ -99,7 +99,8 @@ def test_tiny_training_saves_a_loadable_version(tiny_run, tmp_path: Path) -> Non
     loaded = NationalityModel.load(Path(saved.path))
     assert loaded.classes == meta["classes"]
     params = meta["params"]
-    frame = load(per_class=params["per_class"], min_share=params["min_share"], seed=params["seed"])
+    frame = load(per_class=params["per_class"], min_share=params["min_share"], seed=params["seed"],
+                 max_rank=params.get("max_rank"))  # the store drops None values
     y = frame["label"].map({label: i for i, label in enumerate(loaded.classes)}).to_numpy()
     _, _, test_idx = split_indices(len(frame), stratify=y, seed=params["seed"])
     log_probs = loaded.log_probs(frame["name"].iloc[test_idx].tolist()).numpy()
@@ -107,6 +108,21 @@ def test_tiny_training_saves_a_loadable_version(tiny_run, tmp_path: Path) -> Non
 
     loaded.save(tmp_path)
     assert NationalityModel.load(tmp_path).top_n(NAMES, 5) == loaded.top_n(NAMES, 5)
+
+
+def test_the_confidence_flag_follows_the_top_probability(tiny_run) -> None:
+    """The service's additive ``confident`` field and the card's figures use one threshold."""
+    from bentos.names.model import CONFIDENT_PROBABILITY
+    from bentos.names.pipeline import EXAMPLES
+    from fleet import store
+
+    meta = store.get(tiny_run.tag).info.metadata
+    assert meta["confidence"]["threshold"] == CONFIDENT_PROBABILITY
+    assert 0 <= meta["confidence"]["test_share_confident"] <= 1
+    assert [row["input"] for row in meta["examples"]] == EXAMPLES
+    for row in meta["examples"]:
+        top = float(row["answer"].split(",")[0].rsplit(" ", 1)[1])
+        assert row["confident"] == (top >= CONFIDENT_PROBABILITY) or abs(top - CONFIDENT_PROBABILITY) < 0.01
 
 
 def test_training_again_takes_the_next_version(tiny_run) -> None:
@@ -126,4 +142,6 @@ def test_the_names_card_has_a_confusion_summary(routing_plan: Path) -> None:
 
     text = card(load_plan(routing_plan)["names"].stable)
     section = text.split("## Confusion summary (test split)")[1].split("\n## ")[0]
-    assert section.count("\n- ") >= 2 and "accuracy" in section
+    assert section.count("\n| ") >= 4 and "accuracy" in section and "most confused with" in section
+    assert "## Answers to expect" in text and "| Jordan |" in text
+    assert "## When the answer is flagged not confident" in text

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import bentoml
 
+from bentos.names.model import CONFIDENT_PROBABILITY
 from bentos.names.schemas import NamePredictions, NameRequest, ServiceCheck
 from fleet.http import Problem, answered_by, invalid_body
 from fleet.traffic import Score
@@ -25,4 +28,5 @@ async def get_prediction(score: Score, request: NameRequest, ctx: bentoml.Contex
     answered_by(ctx, ranked["model_version"])
     n = request.n_predictions
     return NamePredictions(predictions=ranked["labels"][:n], probabilities=ranked["log_probs"][:n],
-                           model_version=ranked["model_version"])
+                           model_version=ranked["model_version"],
+                           confident=math.exp(ranked["log_probs"][0]) >= CONFIDENT_PROBABILITY)

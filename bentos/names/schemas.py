@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from bentos.names.model import MAX_NAME_CHARS
+from bentos.names.model import CONFIDENT_PROBABILITY, MAX_NAME_CHARS
 
 # A ceiling for the schema; the service also refuses more than the loaded model's class count.
 MAX_PREDICTIONS = 20
@@ -36,11 +36,17 @@ class NameRequest(BaseModel):
 
 
 class NamePredictions(BaseModel):
-    """The seed's ``predictions`` and ``probabilities`` (natural-log, most likely first), plus the version."""
+    """The seed's ``predictions`` and ``probabilities`` (natural-log, most likely first), plus the version
+    and whether the top answer is likely enough to rely on (an addition the seed did not have)."""
 
     predictions: list[str]
     probabilities: list[float]
     model_version: str
+    confident: bool = Field(
+        default=True,
+        description=f"false when the top probability is below {CONFIDENT_PROBABILITY}: the surname is "
+                    "common in several countries and the ranking is a guess (see the model card)",
+    )
 
 
 class ServiceCheck(BaseModel):
