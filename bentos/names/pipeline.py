@@ -41,8 +41,9 @@ CARD = {
     "limitations": [
         "Facebook users only: countries with few users (e.g. Vietnam, Korea) are missing or thin.",
         "Widely spread surnames (Jordan, Smith, Silva, Chen) are not in the training data: no country "
-        "holds a clear majority of their bearers. Their answers are guesses, usually with a flat "
-        "ranking, which the service reports as confident: false (see below).",
+        "holds a clear majority of their bearers. Their answers are guesses: many get a flat ranking, "
+        "which the service flags confident: false, but some still get a high score from their letters "
+        "alone (see Answers to expect), so the flag is a hint, not a guarantee.",
         "There is no Korean or Vietnamese class (the data has no Vietnam and few Korean users), so Kim "
         "and Nguyen get the nearest class the model knows, sometimes with a high score the confidence "
         "flag cannot catch.",
