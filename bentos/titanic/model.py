@@ -26,6 +26,10 @@ CARD = {
         "Missing ages are handled by the booster as missing, as in training.",
     ],
     "misuse": ["A teaching model of a historical event; it says nothing about real people's safety."],
+    "reproducibility": "scikit-learn with fixed seeds, split and folds (the cross-validation too): a second "
+                       "run with the same seed gives the same figures (checked on one machine). Another CPU "
+                       "or BLAS could round a borderline probability differently (not checked); the "
+                       "training time varies with the host and its load.",
 }
 
 
