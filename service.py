@@ -155,13 +155,13 @@ class Fleet:
         since: datetime | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict]:
         require_admin(request.headers, "/admin/predictions")
-        return await asyncio.to_thread(self._log().query, request_id=request_id, model=model, since=since,
-                                       limit=limit)
+        return await monitoring.with_database(self._log().query, request_id=request_id, model=model,
+                                              since=since, limit=limit)
 
     @routes.get("/admin/drift")
     async def admin_drift(self, request: Request, model: str | None = None) -> dict:
         require_admin(request.headers, "/admin/drift")
-        return await asyncio.to_thread(monitoring.drift_now, self._log(), self.traffic.plan,
+        return await monitoring.with_database(monitoring.drift_now, self._log(), self.traffic.plan,
                                        [model] if model else None)
 
     @routes.get("/admin/report")

@@ -2,7 +2,8 @@
 
 Rendering the report is seconds of pandas and matplotlib under the GIL; done in a worker, it doubled
 that worker's latency while it ran. So every worker of the gateway starts one monitor (``spawn``),
-they queue on a lock in the state folder, and the one holding it, at low CPU priority:
+they queue on a lock in the state folder, and the one holding it, on idle CPU time only
+(``SCHED_IDLE``):
 - brings the log's five-minute aggregates up to date and renders the report into
   ``<state>/report/<database>/report.html`` (atomically) every ``FLEET_REPORT_SECONDS`` (default 60), and at
   once when someone asks for a fresh one (``ask``);
@@ -125,12 +126,20 @@ def run(every: float) -> None:
         time.sleep(POLL_SECONDS)
 
 
+def _lowest_priority() -> None:
+    """Run only on CPU time the serving workers leave: Linux's SCHED_IDLE policy, else nice 19."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
+    with contextlib.suppress(OSError):
+        os.nice(19)
+
+
 def main() -> None:
     from fleet import lifetime
 
     lifetime.die_with_parent()
-    with contextlib.suppress(OSError):
-        os.nice(10)
+    _lowest_priority()
     folder().mkdir(parents=True, exist_ok=True)
     with open(folder() / "monitor.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers' monitors wait here

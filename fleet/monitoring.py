@@ -5,20 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from fleet import drift, monitor, store
 from fleet.http import Problem
-from fleet.predlog import PredictionLog
+from fleet.predlog import DatabaseUnavailable, PredictionLog
+from fleet.predlog.database import is_unavailable
 from fleet.routing import Route
 
 MAX_FEEDBACK = 1000
 ACCURACY_REFRESH_SECONDS = float(os.environ.get("FLEET_ACCURACY_REFRESH_SECONDS", "30"))
 REPORT_WAIT_SECONDS = 60.0  # how long a request for a fresh report waits for the report's process
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Feedback(BaseModel):
@@ -34,17 +38,30 @@ class Feedback(BaseModel):
 FeedbackBody = Feedback | Annotated[list[Feedback], Field(min_length=1, max_length=MAX_FEEDBACK)]
 
 
+async def with_database(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call`` in a thread; a database that cannot be reached becomes a 503 with Retry-After (the
+    caller still holds what it sent: nothing it is owed was lost), never a 500."""
+    try:
+        return await asyncio.to_thread(call, *args, **kwargs)
+    except (DatabaseUnavailable, sa.exc.SQLAlchemyError) as error:
+        if isinstance(error, sa.exc.SQLAlchemyError) and not is_unavailable(error):
+            raise
+        logger.warning("prediction log database unavailable: %s", error)
+        raise Problem(503, {"detail": "the prediction log's database is unavailable; nothing was stored, "
+                                      "try again shortly"}) from error  # the edge adds Retry-After
+
+
 async def store_feedback(log: PredictionLog, models: list[str], body: FeedbackBody) -> dict[str, Any]:
     """Store labels under each store model that answered the request (``digits`` covers both image
     models); say which request ids the log has never seen."""
     items = [body] if isinstance(body, Feedback) else body
     rows = [item.model_dump() for item in items]
     for model in models:
-        await asyncio.to_thread(log.add_feedback_many, model, rows)
+        await with_database(log.add_feedback_many, model, rows)
     ids = [item.request_id for item in items]
     unseen = set(ids)
     for model in models:
-        unseen &= set(await asyncio.to_thread(log.unmatched_feedback, model, ids))
+        unseen &= set(await with_database(log.unmatched_feedback, model, ids))
     return {"stored": len(rows), "unmatched": sorted(unseen)}
 
 
@@ -82,7 +99,6 @@ async def report_page(fresh: bool) -> tuple[str, str]:
     if fresh or path is None:
         path = await monitor.fresh(REPORT_WAIT_SECONDS)
     if path is None:
-        raise Problem(503, {"detail": "the report is being rendered in its own process; try again shortly"},
-                      {"Retry-After": "10"})
+        raise Problem(503, {"detail": "the report is being rendered in its own process; try again shortly"})
     text = await asyncio.to_thread(path.read_text, encoding="utf-8")
     return text, datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")

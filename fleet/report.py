@@ -58,18 +58,20 @@ def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def _bucket(times: pd.Series, points: int = 40) -> str:
-    """The smallest bucket that puts the span into at most ``points`` points."""
-    span = (times.max() - times.min()) if len(times) else pd.Timedelta(0)
+def _bucket(span: pd.Timedelta, points: int = 40) -> str:
+    """The smallest display bucket that puts ``span`` into at most ``points`` points."""
     for bucket in BUCKETS:
         if span / pd.Timedelta(bucket) <= points:
             return bucket
     return BUCKETS[-1]
 
 
-def _gather(log: Any, models: Sequence[str] | None, since: Any) -> dict[str, pd.DataFrame]:
-    return {"traffic": _frame(rollup.read_buckets(log.engine, since, models), TRAFFIC),
-            "drift": _frame(log.drift_history(since=since, models=models), DRIFT)}
+def _traffic(log: Any, since: Any, models: Sequence[str] | None,
+             span: tuple[datetime, datetime]) -> tuple[pd.DataFrame, str]:
+    """The aggregates of ``models`` at the coarsest width their display bucket allows, and that bucket."""
+    bucket = _bucket(pd.Timestamp(span[1]) - pd.Timestamp(span[0]))
+    width = max(w for w in rollup.WIDTHS if w <= pd.Timedelta(bucket).total_seconds())
+    return _frame(rollup.read_buckets(log.engine, since, models, width), TRAFFIC), bucket
 
 
 def _predictions(part: pd.DataFrame) -> float:
@@ -90,7 +92,7 @@ def _accuracy(part: pd.DataFrame) -> float | None:
 
 def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=80)  # the constrained layout already fits it
     encoded = base64.b64encode(buffer.getvalue()).decode()
     return f'<img alt="plot" src="data:image/png;base64,{encoded}">'
 
@@ -255,12 +257,12 @@ def _drift_table(drift: pd.DataFrame) -> str:
     return _table(["version", "feature", "measure", "value", "threshold", "noise floor", "rows", ""], rows)
 
 
-def _model_section(model: str, data: dict[str, pd.DataFrame], accuracies: dict[str, Any]) -> str:
-    traffic = data["traffic"][data["traffic"]["model"] == model]
-    drift = data["drift"][data["drift"]["model"] == model]
+def _model_section(log: Any, model: str, since: Any, span: tuple[datetime, datetime] | None,
+                   drift: pd.DataFrame, accuracies: dict[str, Any]) -> str:
+    drift = drift[drift["model"] == model]
     parts = [f"<h2>{html.escape(model)}</h2>"]
-    if len(traffic):
-        bucket = _bucket(traffic["bucket"])
+    if span is not None:
+        traffic, bucket = _traffic(log, since, [model], span)
         parts += [_version_table(traffic, accuracies), _png(_model_figure(traffic, bucket))]
     else:
         parts.append('<p class="muted">No predictions logged in this period.</p>')
@@ -275,23 +277,26 @@ def _model_section(model: str, data: dict[str, pd.DataFrame], accuracies: dict[s
 def render(log: Any, models: Sequence[str] | None = None, since: datetime | timedelta | None = None,
            title: str = "Bento Fleet monitoring") -> str:
     """The report as an HTML string."""
-    data = _gather(log, models, since)
-    found = sorted(set(data["traffic"]["model"]) | set(data["drift"]["model"]))
-    chosen = list(models) if models is not None else found
+    spans = rollup.spans(log.engine, since, models)
+    drift = _frame(log.drift_history(since=since, models=models), DRIFT)
+    chosen = list(models) if models is not None else sorted(set(spans) | set(drift["model"]))
     accuracies: dict[str, dict[str, Any]] = {}
     for acc in log.accuracies(models=chosen):
         accuracies.setdefault(acc.model, {})[acc.version] = acc
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    total = int(data["traffic"]["predictions"].sum()) if len(data["traffic"]) else 0
+    fleet, bucket = _traffic(log, since, models, (min(s[0] for s in spans.values()),
+                                                  max(s[1] for s in spans.values()))) if spans else (None, "")
+    total = int(fleet["predictions"].sum()) if fleet is not None else 0
     parts = [f"<h1>{html.escape(title)}</h1>",
-             f'<p class="muted">Generated {generated}; {total:,} predictions, in five-minute aggregates '
-             "(latency quantiles to within one 1.2× histogram step); live accuracy over each version's "
-             "last 1,000 feedback rows.</p>"]
-    if len(data["traffic"]):
-        parts.append(_png(_fleet_figure(data["traffic"], _bucket(data["traffic"]["bucket"]))))
+             f'<p class="muted">Generated {generated}; {total:,} predictions, drawn from the log’s '
+             "aggregates (latency quantiles to within one 1.2× histogram step); live accuracy over "
+             "each version's last 1,000 feedback rows.</p>"]
+    if fleet is not None:
+        parts.append(_png(_fleet_figure(fleet, bucket)))
     else:
         parts.append('<p class="muted">No predictions logged yet.</p>')
-    parts += [_model_section(model, data, accuracies.get(model, {})) for model in chosen]
+    parts += [_model_section(log, model, since, spans.get(model), drift, accuracies.get(model, {}))
+              for model in chosen]
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
             f"</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")

@@ -110,6 +110,10 @@ def test_a_database_outage_loses_nothing(routing_plan: Path, postgresql: postgre
         postgresql.stop()
         before = len(load.answered)
         time.sleep(3)
+        # feedback is not spooled: its sender holds it, and is told to send it again
+        refused = httpx.post(f"{url}/loans/feedback", json={"request_id": "x", "label": 1}, timeout=30)
+        assert refused.status_code == 503 and "Retry-After" in refused.headers, refused.text
+        assert "database is unavailable" in refused.json()["detail"]
         during = len(load.answered)
         postgresql.start()
         time.sleep(2)

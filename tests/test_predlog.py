@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
+from bentos.digits.spec import loggable
 from fleet import predlog
 from fleet.local_server import free_port
 from fleet.paths import state_dir
@@ -53,7 +54,7 @@ def test_rows_round_trip(db_url: str, tmp_path: Path) -> None:
     pixels = np.linspace(0, 16, 64).reshape(8, 8)
     rows = [row("r-1", item=0, inputs={"name": "Zoë", "n": np.int64(3)}, created_at=when),
             row("r-1", item=1, role="canary", version="v2", label=np.int64(0)),
-            row("r-2", model="digits", inputs={"pixels": predlog.pixels_form(pixels)},
+            row("r-2", model="digits", inputs=loggable(pixels),
                 outputs={"prediction": 8, "score": 0.98}, label=8, role="shadow")]
     with open_log(db_url, tmp_path) as log:
         outcome = asyncio.run(_await(log.record(rows)))

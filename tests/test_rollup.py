@@ -32,11 +32,17 @@ def _traffic(log: PredictionLog, start: datetime, n: int, version: str = "v1", p
 
 
 def _totals(log: PredictionLog) -> dict[str, int]:
+    """What the buckets add up to; the five-minute, hour and day buckets must agree."""
+    b = prediction_buckets.c
+    totals = []
     with log.engine.connect() as connection:
-        b = prediction_buckets.c
-        found = connection.execute(sa.select(sa.func.sum(b.predictions), sa.func.sum(b.feedback),
-                                             sa.func.sum(b.correct))).one()
-    return {"predictions": int(found[0] or 0), "feedback": int(found[1] or 0), "correct": int(found[2] or 0)}
+        for width in rollup.WIDTHS:
+            found = connection.execute(sa.select(sa.func.sum(b.predictions), sa.func.sum(b.feedback),
+                                                 sa.func.sum(b.correct)).where(b.seconds == width)).one()
+            totals.append({"predictions": int(found[0] or 0), "feedback": int(found[1] or 0),
+                           "correct": int(found[2] or 0)})
+    assert totals[0] == totals[1] == totals[2], totals
+    return totals[0]
 
 
 def test_buckets_agree_with_the_raw_rows_and_count_nothing_twice(db_url: str, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import numpy as np
 
 from bentos.digits import pipeline
 from bentos.digits.model import CnnDigits, SklearnDigits
-from fleet.predlog import pixels_form
 from fleet.routing import Gate
 from fleet.spec import Batching, ModelSpec
 
@@ -23,9 +22,10 @@ def score(model: Any, images: list[np.ndarray]) -> list[dict]:
             for label, p in zip(labels, scores, strict=True)]
 
 
-def loggable(pixels: np.ndarray) -> dict:
-    """The normalised 8×8 pixels (about 400 bytes), never the caller's image."""
-    return {"pixels": pixels_form(pixels)}
+def loggable(pixels: np.ndarray, decimals: int = 2) -> dict:
+    """What the prediction log keeps of an image: the normalised 8×8 pixels, rounded (about 400
+    bytes), never the caller's upload."""
+    return {"pixels": [[round(float(v), decimals) for v in row] for row in np.asarray(pixels).tolist()]}
 
 
 def _spec(kind: str, model: Any, batching: Batching) -> ModelSpec:

@@ -27,16 +27,18 @@ commits it to the database every ``SHIP_SECONDS``, off the request path. How a r
   and two thread hand-offs, 1-2 ms per request here.
 Reads that must see their own rows (``query``, feedback matching, drift inputs) flush first.
 
-Images are logged in a bounded form, never as the client's base64: the digits models' 8×8 input,
-rounded (``pixels_form``). Any ``inputs``/``outputs`` over ``MAX_FIELD_CHARS`` of JSON is replaced by
-``{"_truncated": true, "chars": n, "sha256": …}``.
+Each model decides what of its input is logged (its spec's ``loggable``: the digits models keep the
+rounded 8×8 pixels, never the client's base64). Any ``inputs``/``outputs`` over ``MAX_FIELD_CHARS``
+of JSON is replaced by ``{"_truncated": true, "chars": n, "sha256": …}``.
 
 Where each part lives (every name other modules use is re-exported here, so ``from fleet.predlog
 import X`` is the way in):
 - ``schema``: the tables, ``UTCDateTime``/``JSON``, ``Prediction`` and the row helpers (``bounded``,
-  ``pixels_form``, ``label_key``).
+  ``label_key``).
 - ``database``: ``database_url``, ``create_engine``, ``migrate``/``current_revision`` (Alembic, under
-  a lock), and which errors mean "database unavailable".
+  a lock), which errors mean "database unavailable", and ``write_now``, the one write path of
+  everything that is not a prediction (feedback, drift results: committed before it returns, or
+  ``DatabaseUnavailable``; the caller resends).
 - ``spool``: ``Spool``, the local journal / outage spool files.
 - ``metrics``: the Prometheus metrics and per-instance ``Stats``.
 - ``writer``: ``PredictionLog`` and ``Receipt``: record, group commit, journal shipping, replay; its
@@ -52,10 +54,12 @@ from fleet.predlog.database import (
     MIGRATIONS,
     SQLITE_BUSY_TIMEOUT_S,
     VERSION_TABLE,
+    DatabaseUnavailable,
     create_engine,
     current_revision,
     database_url,
     migrate,
+    write_now,
 )
 from fleet.predlog.metrics import Metrics, Stats
 from fleet.predlog.queries import Accuracy, LogReader
@@ -71,7 +75,6 @@ from fleet.predlog.schema import (
     feedback,
     label_key,
     metadata,
-    pixels_form,
     prediction_buckets,
     predictions,
     rollup_state,
@@ -89,6 +92,7 @@ __all__ = [
     "SQLITE_BUSY_TIMEOUT_S",
     "VERSION_TABLE",
     "Accuracy",
+    "DatabaseUnavailable",
     "LogReader",
     "Metrics",
     "Outcome",
@@ -108,9 +112,9 @@ __all__ = [
     "label_key",
     "metadata",
     "migrate",
-    "pixels_form",
     "prediction_buckets",
     "predictions",
     "rollup_state",
     "utcnow",
+    "write_now",
 ]

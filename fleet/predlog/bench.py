@@ -1,7 +1,7 @@
 """``python -m fleet.predlog``: the prediction log's benchmark (throughput, and how long a request waits
-for its rows to be durable at a given offered rate) and ``--migrate`` to bring a database to head
-without starting a server. It sits on top of the package and nothing in the package imports it, so the
-server never loads argparse or the benchmark's helpers.
+for its rows to be durable at a given offered rate), its reads at scale (``--scale``) and ``--migrate``
+to bring a database to head without starting a server. It sits on top of the package and nothing in
+the package imports it, so the server never loads argparse or the benchmark's helpers.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -85,6 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m fleet.predlog", description=DESCRIPTION)
     parser.add_argument("--bench", action="store_true", help="measure throughput and record+durable latency")
     parser.add_argument("--migrate", action="store_true", help="upgrade the database to head and exit")
+    parser.add_argument("--scale", action="store_true",
+                        help="fill a fresh log with --rows predictions (e.g. 1000000) and time its reads, "
+                             "the report and retention (fleet.predlog.scale)")
+    parser.add_argument("--out", help="--scale: also write the figures to this JSON file")
     parser.add_argument("--url", help="database URL or SQLite path (default: DATABASE_URL, else a temp file "
                                       "for --bench, var/predlog.db otherwise)")
     parser.add_argument("--rows", type=int, default=20_000)
@@ -95,6 +100,15 @@ def main(argv: list[str] | None = None) -> None:
         engine = create_engine(database_url(args.url))
         migrate(engine)
         print(f"{engine.url.render_as_string(hide_password=True)} at revision {current_revision(engine)}")
+    elif args.scale:
+        from fleet.predlog import scale
+
+        url = args.url or os.environ.get("DATABASE_URL")
+        if url is None:
+            raise SystemExit("--scale writes millions of rows: name a fresh database with --url")
+        result = scale.run(url, args.rows)
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
     elif args.bench:
         rates = [float(r) for r in args.rates.split(",")]
         _bench(args.url or os.environ.get("DATABASE_URL"), args.rows, rates, args.seconds)

@@ -119,3 +119,29 @@ def is_unavailable(error: sa.exc.SQLAlchemyError) -> bool:
         return True
     return isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError,
                               sa.exc.TimeoutError))
+
+
+class DatabaseUnavailable(RuntimeError):
+    """A write the caller waits on was not made: the database cannot be reached (retry later)."""
+
+
+def write_now(engine: sa.Engine, statement: Any, rows: list[dict[str, Any]]) -> int:
+    """The write path of everything but predictions (feedback, drift results): the rows in one
+    transaction, committed and durable on the database's own terms (SQLite ``synchronous=FULL``,
+    PostgreSQL's commit) when this returns; their count.
+
+    Predictions take the other path (``PredictionLog.record``: journal, group commit, spool) because a
+    request must never fail for its log. These rows have a caller that can resend them, so when the
+    database is unavailable they are not spooled: ``DatabaseUnavailable`` is raised, and the HTTP
+    edge answers 503 with Retry-After.
+    """
+    if not rows:
+        return 0
+    try:
+        with engine.begin() as connection:
+            connection.execute(statement, rows)
+    except sa.exc.SQLAlchemyError as error:
+        if is_unavailable(error):
+            raise DatabaseUnavailable(str(error).splitlines()[0]) from error
+        raise
+    return len(rows)

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from fleet.predlog.database import create_engine, database_url, migrate
+from fleet.predlog.database import create_engine, database_url, migrate, write_now
 from fleet.predlog.metrics import Metrics
 from fleet.predlog.schema import (
     ANSWERED,
@@ -41,6 +41,9 @@ class Accuracy:
     @property
     def value(self) -> float | None:
         return self.correct / self.total if self.total else None
+
+
+DEPTH = 2  # live accuracy looks at a model's newest DEPTH × last feedback rows (see ``accuracies``)
 
 
 class LogQueries:
@@ -84,7 +87,9 @@ class LogQueries:
             return [dict(row._mapping) for row in connection.execute(stmt)]
 
     def add_feedback(self, model: str, request_id: str, label: Any, item: int = 0) -> int:
-        """Store the true label of one prediction (a later one replaces it); returns 1."""
+        """Store the true label of one prediction (a later one replaces it); returns 1. Feedback and drift
+        results are written by ``database.write_now`` (committed before it returns, or
+        ``DatabaseUnavailable``)."""
         return self.add_feedback_many(model, [{"request_id": request_id, "label": label, "item": item}])
 
     def add_feedback_many(self, model: str, items: Iterable[Mapping[str, Any]]) -> int:
@@ -95,17 +100,13 @@ class LogQueries:
                 for x in items]
         if any(r["label_key"] is None for r in rows):
             raise ValueError("a feedback label cannot be null")
-        if not rows:
-            return 0
         insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[self.engine.dialect.name]
         stmt = insert(feedback)
         stmt = stmt.on_conflict_do_update(
             index_elements=["model", "request_id", "item"],
             set_={"label": stmt.excluded.label, "label_key": stmt.excluded.label_key,
                   "created_at": stmt.excluded.created_at})
-        with self.engine.begin() as connection:
-            connection.execute(stmt, rows)
-        return len(rows)
+        return write_now(self.engine, stmt, rows)
 
     def _see_own_writes(self) -> None:
         """Journal mode: ship what was recorded so far before a read that must see it."""
@@ -139,23 +140,41 @@ class LogQueries:
 
     def accuracies(self, *, last: int | None = 1000, since: datetime | timedelta | None = None,
                    models: Sequence[str] | None = None, by_version: bool = True) -> list[Accuracy]:
-        """Live accuracy per model (and version): the window is the newest ``last`` feedback rows each."""
+        """Live accuracy per model (and version): each version's newest ``last`` feedback rows among
+        its model's newest ``DEPTH × last``. The bound keeps the join to those rows (milliseconds at a
+        million logged predictions, where a window over all feedback took seconds); a version with a
+        small share of the traffic is judged on fewer rows, which ``Accuracy.total`` says."""
+        if models is None:
+            with self.engine.connect() as connection:
+                models = sorted(connection.execute(sa.select(feedback.c.model).distinct()).scalars())
+        found: list[Accuracy] = []
+        for model in models:
+            found += self._accuracies_of(model, last, since, by_version)
+        return found
+
+    def _accuracies_of(self, model: str, last: int | None, since: datetime | timedelta | None,
+                       by_version: bool) -> list[Accuracy]:
         p, f = predictions.c, feedback.c
         joined, hit = self._joined()
         keys = [p.model, p.version] if by_version else [p.model]
         pos = sa.func.row_number().over(partition_by=keys, order_by=f.created_at.desc()).label("pos")
-        inner = sa.select(*keys, hit.label("hit"), pos).select_from(joined)
-        inner = _filtered(inner, p, None, models)
-        if since is not None:
-            inner = inner.where(f.created_at >= _since(since))
-        if not by_version:
-            inner = inner.where(p.role.in_(ANSWERED))
-        ranked = inner.subquery()
-        columns = [ranked.c.model] + ([ranked.c.version] if by_version else [])
-        stmt = sa.select(*columns, sa.func.sum(ranked.c.hit), sa.func.count()).group_by(*columns)
-        if last is not None:
-            stmt = stmt.where(ranked.c.pos <= last)
+        inner = sa.select(*keys, hit.label("hit"), pos).select_from(joined).where(f.model == model)
         with self.engine.connect() as connection:
+            if last is not None:
+                newest = (sa.select(f.created_at).where(f.model == model).order_by(f.created_at.desc())
+                          .offset(DEPTH * last - 1).limit(1))
+                bound = connection.execute(newest).scalar()
+                if bound is not None:
+                    inner = inner.where(f.created_at >= bound)
+            if since is not None:
+                inner = inner.where(f.created_at >= _since(since))
+            if not by_version:
+                inner = inner.where(p.role.in_(ANSWERED))
+            ranked = inner.subquery()
+            columns = [ranked.c.model] + ([ranked.c.version] if by_version else [])
+            stmt = sa.select(*columns, sa.func.sum(ranked.c.hit), sa.func.count()).group_by(*columns)
+            if last is not None:
+                stmt = stmt.where(ranked.c.pos <= last)
             rows = connection.execute(stmt).all()
         return [Accuracy(r[0], r[1] if by_version else None, int(r[-2] or 0), int(r[-1])) for r in rows]
 
@@ -198,10 +217,7 @@ class LogQueries:
         keys = ("feature", "kind", "measure", "value", "threshold", "noise_floor", "drifted", "n")
         rows = [{"model": model, "version": version, "created_at": when, **{k: r[k] for k in keys}}
                 for r in records]
-        if rows:
-            with self.engine.begin() as connection:
-                connection.execute(drift_results.insert(), rows)
-        return len(rows)
+        return write_now(self.engine, drift_results.insert(), rows)
 
     def drift_history(self, since: datetime | timedelta | None = None,
                       models: Sequence[str] | None = None) -> list[dict[str, Any]]:

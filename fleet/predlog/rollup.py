@@ -1,14 +1,16 @@
-"""Five-minute aggregates of the prediction log (``prediction_buckets``) and retention of its raw rows.
+"""Aggregates of the prediction log (``prediction_buckets``) and retention of its raw rows.
 
 The report and anything else that looks back over days reads these aggregates, never the raw rows, so
 its cost grows with the time it covers and the versions it shows, not with the traffic: a million raw
-rows are seconds of reading and hundreds of megabytes of frames; a month of buckets is a few thousand
-rows. Each bucket holds, per model, version and role: the count, a latency histogram (p50/p99 merge
-across buckets, exact to one histogram step, 20 %), the first and last time, and how many of its
-predictions have feedback and how many of those were right.
+rows are seconds of reading and hundreds of megabytes of frames. Each bucket holds, per model, version
+and role: the count, a latency histogram (p50/p99 merge across buckets, exact to one histogram step,
+20 %), the first and last time, and how many of its predictions have feedback and how many of those
+were right. There are three widths (``WIDTHS``): five minutes from the raw rows, hours from those and
+days from the hours, so a report over a month reads days (a few hundred rows), not 8,640 five-minute
+buckets per series.
 
-A bucket is always recomputed whole from raw rows, never incremented, so a rollup that runs twice
-never double-counts. ``catch_up`` recomputes what may have changed since its last run: the buckets
+A bucket is always recomputed whole from what is below it, never incremented, so a rollup that runs
+twice never double-counts. ``catch_up`` recomputes what may have changed since its last run: the buckets
 from ``LAG`` before it (rows shipped from a journal or replayed after a short outage arrive late) and
 the buckets of predictions that received feedback since. ``prune`` (retention,
 ``FLEET_PREDLOG_RETENTION_DAYS``, default 30) catches up, then deletes raw predictions, feedback and
@@ -21,6 +23,7 @@ Run off the serving workers by the report's process (``fleet.monitor``), and by 
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,6 +42,7 @@ from fleet.predlog.schema import (
 )
 
 BUCKET = timedelta(minutes=5)
+WIDTHS = (300, 3600, 86400)  # seconds: five minutes (from raw rows), hours, days
 LAG = timedelta(minutes=10)  # how far before its last run a catch-up looks again, for late rows
 CHUNK = timedelta(days=1)  # raw rows are read and deleted a day at a time (bounded transactions)
 LATENCY_EDGES = tuple(0.05 * 1.2**i for i in range(82))  # ms: 0.05 … ≈ 160,000, each 1.2× the last
@@ -97,14 +101,19 @@ def quantile(hist: Mapping[str, int], q: float) -> float | None:
 # -- recomputing buckets -------------------------------------------------------------------------------
 
 
-def floor(moment: datetime) -> datetime:
-    """The start of the bucket ``moment`` falls in."""
-    seconds = BUCKET.total_seconds()
+def floor(moment: datetime, seconds: int = WIDTHS[0]) -> datetime:
+    """The start of the ``seconds``-wide bucket ``moment`` falls in."""
     return datetime.fromtimestamp(moment.timestamp() // seconds * seconds, UTC)
 
 
+def _ceil(moment: datetime, seconds: int) -> datetime:
+    start = floor(moment, seconds)
+    return start if start == moment else start + timedelta(seconds=seconds)
+
+
 def recompute(connection: sa.Connection, start: datetime, end: datetime) -> tuple[int, int]:
-    """Replace the buckets in [start, end) (bucket-aligned) by what the raw rows say; (buckets, rows)."""
+    """Replace the five-minute buckets in [start, end) (aligned) by what the raw rows say, then the
+    hours and days around them; returns (five-minute buckets, raw rows read)."""
     p, f = predictions.c, feedback.c
     on = sa.and_(p.request_id == f.request_id, p.model == f.model, p.item == f.item)
     hit = sa.case((f.label_key.is_(None), None), (p.label == f.label_key, 1), else_=0)
@@ -115,25 +124,50 @@ def recompute(connection: sa.Connection, start: datetime, end: datetime) -> tupl
     rows = 0
     for row in connection.execute(stmt):
         rows += 1
-        key = (row.model, row.version, row.role, floor(row.created_at))
-        bucket = found.get(key)
-        if bucket is None:
-            bucket = found[key] = {"model": key[0], "version": key[1], "role": key[2], "bucket": key[3],
-                                   "predictions": 0, "latency_hist": {}, "first_at": row.created_at,
-                                   "last_at": row.created_at, "feedback": 0, "correct": 0}
-        bucket["predictions"] += 1
-        hist, slot = bucket["latency_hist"], str(latency_bin(row.latency_ms))
-        hist[slot] = hist.get(slot, 0) + 1
-        bucket["first_at"] = min(bucket["first_at"], row.created_at)
-        bucket["last_at"] = max(bucket["last_at"], row.created_at)
-        if row.hit is not None:
-            bucket["feedback"] += 1
-            bucket["correct"] += int(row.hit)
-    b = prediction_buckets.c
-    connection.execute(prediction_buckets.delete().where(b.bucket >= start, b.bucket < end))
-    if found:
-        connection.execute(prediction_buckets.insert(), list(found.values()))
+        _add(found, WIDTHS[0], row, {"predictions": 1, "latency_hist": {str(latency_bin(row.latency_ms)): 1},
+                                     "first_at": row.created_at, "last_at": row.created_at,
+                                     "feedback": int(row.hit is not None), "correct": int(row.hit or 0)})
+    _replace(connection, WIDTHS[0], start, end, list(found.values()))
+    for finer, width in itertools.pairwise(WIDTHS):
+        _coarsen(connection, finer, width, floor(start, width), _ceil(end, width))
     return len(found), rows
+
+
+def _add(found: dict[tuple[str, str, str, datetime], dict[str, Any]], width: int, row: Any,
+         part: dict[str, Any]) -> None:
+    """Add ``part`` (counts, histogram, first/last) to the ``width`` bucket of ``row``'s series."""
+    moment = getattr(row, "bucket", None) or row.created_at
+    key = (row.model, row.version, row.role, floor(moment, width))
+    into = found.get(key)
+    if into is None:
+        found[key] = {"seconds": width, "model": key[0], "version": key[1], "role": key[2], "bucket": key[3],
+                      **part, "latency_hist": dict(part["latency_hist"])}
+        return
+    for name in ("predictions", "feedback", "correct"):
+        into[name] += part[name]
+    into["latency_hist"] = merged([into["latency_hist"], part["latency_hist"]])
+    into["first_at"], into["last_at"] = min(into["first_at"], part["first_at"]), max(into["last_at"],
+                                                                                   part["last_at"])
+
+
+def _replace(connection: sa.Connection, seconds: int, start: datetime, end: datetime,
+             rows: list[dict[str, Any]]) -> None:
+    b = prediction_buckets.c
+    connection.execute(prediction_buckets.delete().where(b.seconds == seconds, b.bucket >= start,
+                                                         b.bucket < end))
+    if rows:
+        connection.execute(prediction_buckets.insert(), rows)
+
+
+def _coarsen(connection: sa.Connection, finer: int, width: int, start: datetime, end: datetime) -> None:
+    """The ``width`` buckets in [start, end), recomputed from the ``finer`` ones inside them."""
+    b = prediction_buckets.c
+    stmt = sa.select(prediction_buckets).where(b.seconds == finer, b.bucket >= start, b.bucket < end)
+    found: dict[tuple[str, str, str, datetime], dict[str, Any]] = {}
+    for row in connection.execute(stmt):
+        _add(found, width, row, {name: getattr(row, name) for name in (
+            "predictions", "latency_hist", "first_at", "last_at", "feedback", "correct")})
+    _replace(connection, width, start, end, list(found.values()))
 
 
 def _state(connection: sa.Connection, name: str) -> datetime | None:
@@ -177,11 +211,11 @@ def catch_up(engine: sa.Engine, now: datetime | None = None) -> RollupRun:
     with engine.connect() as connection:
         since = _since_last(connection, now)
         p, f = predictions.c, feedback.c
+        # driven from the feedback index: the predictions that got feedback since, looked up by key
+        recent = sa.select(f.request_id, f.model, f.item).where(f.created_at >= since)
         touched = connection.execute(
-            sa.select(p.created_at).select_from(predictions.join(
-                feedback, sa.and_(p.request_id == f.request_id, p.model == f.model, p.item == f.item)))
-            .where(f.created_at >= since, p.created_at < floor(since))).scalars()
-        starts = {floor(t) for t in touched}
+            sa.select(p.created_at).where(sa.tuple_(p.request_id, p.model, p.item).in_(recent))).scalars()
+        starts = {floor(t) for t in touched if t < floor(since)}
     buckets = rows = 0
     for start, end in _ranges(starts, (floor(since), floor(now) + BUCKET)):
         with engine.begin() as connection:
@@ -211,14 +245,31 @@ def prune(engine: sa.Engine, days: float | None = None, now: datetime | None = N
     return {"cutoff": cutoff.isoformat(), **removed, "seconds": time.perf_counter() - began}
 
 
-def read_buckets(engine: sa.Engine, since: datetime | timedelta | None = None,
-                 models: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """The buckets (oldest first) of ``models`` since ``since``: what the report draws."""
+def _where(stmt: Any, seconds: int, since: datetime | timedelta | None,
+           models: Sequence[str] | None) -> Any:
     b = prediction_buckets.c
-    stmt = sa.select(prediction_buckets).order_by(b.bucket)
+    stmt = stmt.where(b.seconds == seconds)
     if since is not None:
-        stmt = stmt.where(b.bucket >= floor(utcnow() - since if isinstance(since, timedelta) else since))
+        start = utcnow() - since if isinstance(since, timedelta) else since
+        stmt = stmt.where(b.bucket >= floor(start, seconds))
     if models is not None:
         stmt = stmt.where(b.model.in_(list(models)))
+    return stmt
+
+
+def read_buckets(engine: sa.Engine, since: datetime | timedelta | None = None,
+                 models: Sequence[str] | None = None, seconds: int = WIDTHS[0]) -> list[dict[str, Any]]:
+    """The ``seconds``-wide buckets (oldest first) of ``models`` since ``since``: what the report draws."""
+    stmt = _where(sa.select(prediction_buckets), seconds, since, models).order_by(prediction_buckets.c.bucket)
     with engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(stmt)]
+
+
+def spans(engine: sa.Engine, since: datetime | timedelta | None = None,
+          models: Sequence[str] | None = None) -> dict[str, tuple[datetime, datetime]]:
+    """Per model, its first and last aggregated prediction (from the day buckets: a few rows)."""
+    b = prediction_buckets.c
+    stmt = _where(sa.select(b.model, sa.func.min(b.first_at), sa.func.max(b.last_at)), WIDTHS[-1], since,
+                  models).group_by(b.model)
+    with engine.connect() as connection:
+        return {row[0]: (row[1], row[2]) for row in connection.execute(stmt)}

@@ -72,6 +72,7 @@ feedback = sa.Table(
     sa.Column("label_key", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_feedback_model_time", "model", "created_at"),
+    sa.Index("ix_feedback_time", "created_at"),  # the rollup's "feedback since its last run"
 )
 drift_results = sa.Table(
     "drift_results", metadata,
@@ -89,10 +90,12 @@ drift_results = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_drift_results_model_time", "model", "created_at"),
 )
-# Five-minute aggregates of predictions (``fleet.predlog.rollup``): what the report reads, kept after
-# retention removes the raw rows. ``latency_hist`` holds counts per bucket of ``rollup.LATENCY_EDGES``.
+# Aggregates of predictions over five minutes, hours and days (``seconds``; ``fleet.predlog.rollup``):
+# what the report reads, kept after retention removes the raw rows. ``latency_hist`` holds counts per
+# bin of ``rollup.LATENCY_EDGES``.
 prediction_buckets = sa.Table(
     "prediction_buckets", metadata,
+    sa.Column("seconds", sa.Integer, primary_key=True),
     sa.Column("model", sa.String(64), primary_key=True),
     sa.Column("version", sa.String(64), primary_key=True),
     sa.Column("role", sa.String(16), primary_key=True),
@@ -103,7 +106,7 @@ prediction_buckets = sa.Table(
     sa.Column("last_at", UTCDateTime, nullable=False),
     sa.Column("feedback", sa.Integer, nullable=False),
     sa.Column("correct", sa.Integer, nullable=False),
-    sa.Index("ix_prediction_buckets_time", "bucket"),
+    sa.Index("ix_prediction_buckets_time", "seconds", "bucket"),
 )
 # Bookkeeping of the rollup and retention: ``rolled_up_at`` (last catch-up), ``raw_since`` (older raw
 # rows were removed by retention, so buckets before it are final).
@@ -166,12 +169,6 @@ def bounded(value: Any, limit: int = MAX_FIELD_CHARS) -> Any:
     if len(text) <= limit:
         return json.loads(text) if not isinstance(value, (str, int, float, bool, type(None))) else value
     return {"_truncated": True, "chars": len(text), "sha256": hashlib.sha256(text.encode()).hexdigest()}
-
-
-def pixels_form(pixels: Any, decimals: int = 2) -> list[list[float]]:
-    """The bounded form of an image input: the models' normalised 8×8 pixels, rounded (≈ 400 bytes)."""
-    rows = pixels.tolist() if hasattr(pixels, "tolist") else pixels
-    return [[round(float(v), decimals) for v in row] for row in rows]
 
 
 def label_key(label: Any) -> str | None:

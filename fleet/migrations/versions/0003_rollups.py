@@ -1,4 +1,5 @@
-"""Five-minute prediction aggregates (the report's source, kept after retention) and rollup bookkeeping.
+"""Prediction aggregates over five minutes, hours and days (the report's source, kept after
+retention), rollup bookkeeping, and an index of feedback by time.
 
 Revision ID: 0003
 Revises: 0002
@@ -21,6 +22,7 @@ def upgrade() -> None:
     json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
     op.create_table(
         "prediction_buckets",
+        sa.Column("seconds", sa.Integer, primary_key=True),
         sa.Column("model", sa.String(64), primary_key=True),
         sa.Column("version", sa.String(64), primary_key=True),
         sa.Column("role", sa.String(16), primary_key=True),
@@ -32,7 +34,8 @@ def upgrade() -> None:
         sa.Column("feedback", sa.Integer, nullable=False),
         sa.Column("correct", sa.Integer, nullable=False),
     )
-    op.create_index("ix_prediction_buckets_time", "prediction_buckets", ["bucket"])
+    op.create_index("ix_prediction_buckets_time", "prediction_buckets", ["seconds", "bucket"])
+    op.create_index("ix_feedback_time", "feedback", ["created_at"])
     op.create_table(
         "rollup_state",
         sa.Column("name", sa.String(32), primary_key=True),
@@ -42,4 +45,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("rollup_state")
+    op.drop_index("ix_feedback_time", "feedback")
     op.drop_table("prediction_buckets")
