@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -153,3 +154,15 @@ def train_binary(
         },
     )
     return TrainingRun(tag=tag, metrics=metrics, seconds=seconds)
+
+
+def example_answers(model: Any, schema: Any, examples: Sequence[tuple[dict[str, Any], str]],
+                    label: str) -> list[dict[str, Any]]:
+    """A tabular model's probability for each ``(example, note)``, read through the request schema
+    as served (so defaults fill in exactly as for a caller), for the card's "answers to expect"."""
+    import pandas as pd
+
+    rows = [schema.model_validate(example).model_dump() for example, _ in examples]
+    proba = model.predict_proba(pd.DataFrame(rows))
+    return [{"input": json.dumps(example), label: round(float(p), 3), "note": note}
+            for (example, note), p in zip(examples, proba, strict=True)]

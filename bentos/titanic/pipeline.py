@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Any
 
 from bentos.titanic.model import CARD, FEATURES, LABELS, SurvivalModel, build
 from bentos.titanic.schemas import EXAMPLE, Passenger
-from fleet.training import SEED, TrainingRun, evaluate_binary, train_binary
+from fleet.training import SEED, TrainingRun, evaluate_binary, example_answers, train_binary
 
 NAME = "titanic"
 DEFAULTS: dict[str, Any] = {
@@ -79,12 +78,7 @@ def _fit(params: dict[str, Any], metadata: dict[str, Any], x: Any, y: Any) -> Su
 
 def examples(model: SurvivalModel) -> list[dict[str, Any]]:
     """The model's probability for each of ``EXAMPLES``, read through the request schema as served."""
-    import pandas as pd
-
-    rows = [Passenger.model_validate(example).model_dump() for example, _ in EXAMPLES]
-    proba = model.predict_proba(pd.DataFrame(rows))
-    return [{"input": json.dumps(example), "survival probability": round(float(p), 3), "note": note}
-            for (example, note), p in zip(EXAMPLES, proba, strict=True)]
+    return example_answers(model, Passenger, EXAMPLES, "survival probability")
 
 
 def evaluate(model: Any, seed: int = SEED) -> dict[str, float]:
