@@ -290,7 +290,7 @@ def render(log: Any, models: Sequence[str] | None = None, since: datetime | time
     parts = [f"<h1>{html.escape(title)}</h1>",
              f'<p class="muted">Generated {generated}; {total:,} predictions, drawn from the log’s '
              "aggregates (latency quantiles to within one 1.2× histogram step); live accuracy over "
-             "each version's last 1,000 feedback rows.</p>"]
+             "each version's newest 1,000 labelled predictions among its model's newest 2,000.</p>"]
     if fleet is not None:
         parts.append(_png(_fleet_figure(fleet, bucket)))
     else:
