@@ -182,3 +182,30 @@ def test_bad_values_file_is_rejected(cc: ModuleType) -> None:
 def test_schema_rejects(cc: ModuleType, values: dict[str, Any], where: str) -> None:
     reason = cc.rejection(values)
     assert reason is not None and where in reason
+
+
+def notes(cc: ModuleType, values: dict[str, Any]) -> str:
+    """The NOTES.txt a user sees after ``helm install`` with ``values``."""
+    with cc.helm.Chart.load(cc.CHART) as chart:
+        files = chart.render(values, name=cc.RELEASE, namespace=cc.NAMESPACE, is_install=True)
+    return next(text for path, text in files.items() if path.endswith("NOTES.txt"))
+
+
+def test_prod_logs_to_the_database_secret_and_a_trial_is_warned(cc: ModuleType, rendered: dict) -> None:
+    for deployment in cc.find(rendered["prod"], "Deployment") + cc.find(rendered["canary"], "Deployment"):
+        env = {item["name"]: item for item in container(deployment)["env"]}
+        assert env["DATABASE_URL"] == {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {
+            "name": "bento-fleet-database", "key": "url"}}}  # from the Secret, never a literal
+    dev_env = {item["name"] for item in container(cc.find(rendered["dev"], "Deployment")[0])["env"]}
+    assert "DATABASE_URL" not in dev_env
+    assert "WARNING: NO DATABASE" in notes(cc, cc.set_values("dev"))
+    prod_notes = notes(cc, cc.set_values("prod"))
+    assert "WARNING" not in prod_notes and 'Secret "bento-fleet-database"' in prod_notes
+
+
+def test_prod_without_a_database_secret_does_not_render(cc: ModuleType) -> None:
+    values = cc.set_values("prod")
+    values["database"]["existingSecret"] = ""
+    with pytest.raises(Exception, match=r"database\.existingSecret is empty"):
+        cc.render(values)
+    assert "database/existingSecret" in (cc.rejection({"database": {"existingSecret": "Not A Name"}}) or "")

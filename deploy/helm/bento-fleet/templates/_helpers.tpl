@@ -117,6 +117,15 @@ spec:
               name: {{ $v.adminToken.existingSecret | quote }}
               key: {{ $v.adminToken.key | quote }}
               optional: {{ $v.adminToken.optional }}
+        {{- if $v.database.existingSecret }}
+        - name: DATABASE_URL
+          valueFrom:
+            secretKeyRef:
+              name: {{ $v.database.existingSecret | quote }}
+              key: {{ $v.database.key | quote }}
+        {{- else if $v.database.required }}
+        {{- fail "database.required is true but database.existingSecret is empty: create a Secret with the prediction log's PostgreSQL URL (see values.yaml) and name it in database.existingSecret" }}
+        {{- end }}
         {{- range $name, $value := $v.env }}
         - name: {{ $name }}
           value: {{ $value | toString | quote }}
