@@ -10,13 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 
 from fleet import report
 from fleet.predlog import Prediction, PredictionLog, prediction_buckets, predictions, rollup
 from tests.test_predlog import open_log
 
-NOW = rollup.floor(datetime.now(UTC))  # feedback is stamped with the real time
+
+@pytest.fixture
+def now() -> datetime:
+    """The start of the current five-minute bucket: feedback is stamped with the real time, so each
+    test takes its own (a module-level one is minutes old by the time a long suite reaches it)."""
+    return rollup.floor(datetime.now(UTC))
 
 
 def _traffic(log: PredictionLog, start: datetime, n: int, version: str = "v1", prefix: str = "r",
@@ -45,16 +51,18 @@ def _totals(log: PredictionLog) -> dict[str, int]:
     return totals[0]
 
 
-def test_buckets_agree_with_the_raw_rows_and_count_nothing_twice(db_url: str, tmp_path: Path) -> None:
+def test_buckets_agree_with_the_raw_rows_and_count_nothing_twice(
+    db_url: str, tmp_path: Path, now: datetime
+) -> None:
     with open_log(db_url, tmp_path) as log:
-        latencies = _traffic(log, NOW - timedelta(hours=2), 240)  # two hours, 24 buckets
+        latencies = _traffic(log, now - timedelta(hours=2), 240)  # two hours, 24 buckets
         # feedback on every even row (predicted 0), right for every fourth
         truth = [{"request_id": f"r{i}", "label": i % 4 // 2} for i in range(0, 240, 2)]
         log.add_feedback_many("loans", truth)
-        first = rollup.catch_up(log.engine, NOW)
+        first = rollup.catch_up(log.engine, now)
         assert first["rows"] == 240 and first["buckets"] == 24
-        for minutes in (30, 60):  # the first re-reads the buckets whose feedback came after NOW − LAG
-            again = rollup.catch_up(log.engine, NOW + timedelta(minutes=minutes))
+        for minutes in (30, 60):  # the first re-reads the buckets whose feedback came after now − LAG
+            again = rollup.catch_up(log.engine, now + timedelta(minutes=minutes))
             assert _totals(log) == {"predictions": 240, "feedback": 120, "correct": 60}
         assert again["rows"] == 0  # nothing new since: nothing read again
         hist = rollup.merged(row["latency_hist"] for row in rollup.read_buckets(log.engine))
@@ -62,43 +70,45 @@ def test_buckets_agree_with_the_raw_rows_and_count_nothing_twice(db_url: str, tm
         assert abs(rollup.quantile(hist, 0.5) / exact - 1) < 0.2  # within one 1.2× step
 
 
-def test_late_rows_and_late_feedback_are_picked_up(db_url: str, tmp_path: Path) -> None:
+def test_late_rows_and_late_feedback_are_picked_up(db_url: str, tmp_path: Path, now: datetime) -> None:
     with open_log(db_url, tmp_path) as log:
-        _traffic(log, NOW - timedelta(hours=3), 10, seconds=1)
-        rollup.catch_up(log.engine, NOW)
+        _traffic(log, now - timedelta(hours=3), 10, seconds=1)
+        rollup.catch_up(log.engine, now)
         # a row shipped late (a journal, a short outage) and feedback for predictions three hours old
-        _traffic(log, NOW - timedelta(minutes=4), 1, prefix="late")
+        _traffic(log, now - timedelta(minutes=4), 1, prefix="late")
         log.add_feedback_many("loans", [{"request_id": f"r{i}", "label": i % 2} for i in range(10)])
-        rollup.catch_up(log.engine, NOW + timedelta(minutes=1))
+        rollup.catch_up(log.engine, now + timedelta(minutes=1))
         assert _totals(log) == {"predictions": 11, "feedback": 10, "correct": 10}
 
 
-def test_retention_removes_raw_rows_and_keeps_their_buckets(db_url: str, tmp_path: Path) -> None:
+def test_retention_removes_raw_rows_and_keeps_their_buckets(
+    db_url: str, tmp_path: Path, now: datetime
+) -> None:
     with open_log(db_url, tmp_path) as log:
-        _traffic(log, NOW - timedelta(days=40), 20, prefix="old", seconds=3600)
-        _traffic(log, NOW - timedelta(days=1), 20, prefix="new", seconds=60)
+        _traffic(log, now - timedelta(days=40), 20, prefix="old", seconds=3600)
+        _traffic(log, now - timedelta(days=1), 20, prefix="new", seconds=60)
         log.add_feedback_many("loans", [{"request_id": r, "label": 1} for r in ("old1", "new1")])
-        done = rollup.prune(log.engine, days=30, now=NOW)
+        done = rollup.prune(log.engine, days=30, now=now)
         assert (done["predictions"], done["feedback"]) == (20, 0)  # the feedback arrived just now
         with log.engine.connect() as connection:
             left = connection.execute(sa.select(sa.func.count()).select_from(predictions)).scalar()
         assert left == 20
-        rollup.catch_up(log.engine, NOW + timedelta(hours=1))  # never recomputes what retention removed
+        rollup.catch_up(log.engine, now + timedelta(hours=1))  # never recomputes what retention removed
         assert _totals(log) == {"predictions": 40, "feedback": 2, "correct": 2}
         page = report.render(log, since=timedelta(days=400))
         assert "40 predictions" in page
 
 
-def test_a_single_point_spans_minutes_not_years(tmp_path: Path) -> None:
+def test_a_single_point_spans_minutes_not_years(tmp_path: Path, now: datetime) -> None:
     """One bucket of traffic: every time axis of the model's figure spans a few buckets (matplotlib's
     default for a single date spans years)."""
     with open_log(str(tmp_path / "log.db"), tmp_path) as log:
-        _traffic(log, NOW, 1)
-        rollup.catch_up(log.engine, NOW)
+        _traffic(log, now, 1)
+        rollup.catch_up(log.engine, now)
         frame = report._frame(rollup.read_buckets(log.engine), report.TRAFFIC)
     figure = report._model_figure(frame, "5min")
     for axis in figure.axes:
         if axis.axison:
             low, high = axis.get_xlim()  # days since the epoch
             assert 0 < (high - low) * 24 * 60 <= 30, (axis.get_title(), high - low)
-    assert pd.Timestamp(NOW).floor("5min") == frame["bucket"].iloc[0]
+    assert pd.Timestamp(now).floor("5min") == frame["bucket"].iloc[0]
