@@ -109,7 +109,9 @@ def _prune() -> None:
 def run(every: float) -> None:
     """The monitor's loop, once it holds the lock."""
     out, wanted = folder() / "report.html", folder() / "wanted"
-    last_render, next_prune = float("-inf"), time.monotonic()
+    # the first render waits for the interval or for someone to ask (a request finding no report
+    # asks), so a server that nobody asks for a report spends nothing on one at start
+    last_render, next_prune = time.monotonic(), time.monotonic()
     while True:
         if time.monotonic() - last_render >= every or _mtime_ns(wanted) > _mtime_ns(out):
             started_ns, last_render = time.time_ns(), time.monotonic()

@@ -22,6 +22,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # The prediction log of every server the tests start (each test that needs its own sets another).
 os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='fleet-test-log-')}/predlog.db"
+# The report renders only when a test asks for one (``/admin/report`` waits for it), not every minute.
+os.environ["FLEET_REPORT_SECONDS"] = "3600"
 
 # Only now: fleet sets a default store when imported.
 from fleet.local_server import bentoml_serve, free_port, running
