@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from fleet import PROJECT_ROOT
 from fleet.paths import state_dir
@@ -83,32 +84,14 @@ def spawn() -> subprocess.Popen:
                             close_fds=True, cwd=PROJECT_ROOT)
 
 
-def _render(out: Path, started_ns: int) -> None:
+def run(every: float) -> None:
+    """The monitor's loop, once it holds the lock: one reader (engine) for its whole life, opened
+    when first needed and again after a failure (the database may be down at start)."""
     from fleet import report
-    from fleet.predlog import LogReader
-
-    reader = LogReader()
-    try:
-        report.write_report(reader, out)
-    finally:
-        reader.close()
-    os.utime(out, ns=(started_ns, started_ns))  # "rendered at" is when it began reading
-
-
-def _prune() -> None:
     from fleet.predlog import LogReader, rollup
 
-    reader = LogReader()
-    try:
-        done = rollup.prune(reader.engine)
-    finally:
-        reader.close()
-    logger.info("retention: %s", done)
-
-
-def run(every: float) -> None:
-    """The monitor's loop, once it holds the lock."""
     out, wanted = folder() / "report.html", folder() / "wanted"
+    reader: LogReader | None = None
     # the first render waits for the interval or for someone to ask (a request finding no report
     # asks), so a server that nobody asks for a report spends nothing on one at start
     last_render, next_prune = time.monotonic(), time.monotonic()
@@ -116,16 +99,27 @@ def run(every: float) -> None:
         if time.monotonic() - last_render >= every or _mtime_ns(wanted) > _mtime_ns(out):
             started_ns, last_render = time.time_ns(), time.monotonic()
             try:
-                _render(out, started_ns)
+                reader = reader or LogReader()
+                report.write_report(reader, out)
+                os.utime(out, ns=(started_ns, started_ns))  # "rendered at" is when it began reading
             except Exception:  # the database may be down: try again next round, keep serving the last
                 logger.exception("the report could not be rendered")
+                reader = _closed(reader)
         if time.monotonic() >= next_prune:
             next_prune = time.monotonic() + PRUNE_SECONDS
             try:
-                _prune()
+                reader = reader or LogReader()
+                logger.info("retention: %s", rollup.prune(reader.engine))
             except Exception:
                 logger.exception("retention could not run")
+                reader = _closed(reader)
         time.sleep(POLL_SECONDS)
+
+
+def _closed(reader: Any) -> None:
+    """Drop a reader after a failure, so the next round opens (and migrates) afresh."""
+    if reader is not None:
+        reader.close()
 
 
 def _lowest_priority() -> None:
