@@ -24,7 +24,7 @@ from bentos.digits.spec import loggable
 from fleet import predlog
 from fleet.local_server import free_port
 from fleet.paths import state_dir
-from fleet.predlog import Prediction, PredictionLog, Spool
+from fleet.predlog import Prediction, PredictionLog, Spool, rollup
 from tests.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,8 +99,11 @@ def test_feedback_and_live_accuracy(db_url: str, tmp_path: Path) -> None:
         labels = {"model": "loans", "version": "v2"}
         assert registry.get_sample_value("fleet_live_accuracy", labels) == pytest.approx(2 / 4)
         assert registry.get_sample_value("fleet_live_accuracy_samples", labels) == 4
-        timeline = log.accuracy_timeline(models=["loans"])
-        hits = collections.Counter((r["version"], r["hit"]) for r in timeline)
+        rollup.catch_up(log.engine)  # what the report draws over time: hits and misses per version
+        hits: collections.Counter = collections.Counter()
+        for bucket in rollup.read_buckets(log.engine, models=["loans"]):
+            hits[(bucket["version"], 1)] += bucket["correct"]
+            hits[(bucket["version"], 0)] += bucket["feedback"] - bucket["correct"]
         assert hits == {("v1", 1): 4, ("v1", 0): 2, ("v2", 1): 2, ("v2", 0): 2, ("v3", 1): 9, ("v3", 0): 1}
 
 

@@ -43,7 +43,7 @@ import X`` is the way in):
 - ``metrics``: the Prometheus metrics and per-instance ``Stats``.
 - ``writer``: ``PredictionLog`` and ``Receipt``: record, group commit, journal shipping, replay; its
   tunables ``SHIP_SECONDS`` and ``ORPHAN_SCAN_SECONDS`` are read there (patch them there).
-- ``queries``: the read side (``query``, timelines, feedback, live accuracy, drift history), a mixin
+- ``queries``: the read side (``query``, feedback, live accuracy, drift inputs and history), a mixin
   of ``PredictionLog``, and ``LogReader``, that read side alone for processes that write no predictions.
 - ``rollup``: the five-minute aggregates the report reads (``catch_up``) and retention (``prune``,
   ``FLEET_PREDLOG_RETENTION_DAYS``, default 30 days), run off the serving workers by ``fleet.monitor``.

@@ -1,8 +1,8 @@
-"""The read side of the prediction log: logged predictions, the report's timelines, feedback and the
-live accuracy it gives, the inputs drift checks compare, and the stored drift results. It is a mixin
-that ``PredictionLog`` inherits, so callers keep one object; it needs only the log's engine, metrics
-and ``flush`` (reads that must see their own rows ship the journal first), and never touches the
-writer's queue or spool.
+"""The read side of the prediction log: logged predictions, feedback and the live accuracy it gives,
+the inputs drift checks compare, and the stored drift results (what the report draws over time comes
+from ``fleet.predlog.rollup``'s aggregates, never from here). It is a mixin that ``PredictionLog``
+inherits, so callers keep one object; it needs only the log's engine, metrics and ``flush`` (reads
+that must see their own rows ship the journal first), and never touches the writer's queue or spool.
 """
 
 from __future__ import annotations
@@ -74,15 +74,6 @@ class LogQueries:
                 stmt = stmt.where(column == value)
         if since is not None:
             stmt = stmt.where(p.created_at >= _since(since))
-        with self.engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(stmt)]
-
-    def timeline(self, since: datetime | timedelta | None = None, models: Sequence[str] | None = None,
-                 limit: int = 500_000) -> list[dict[str, Any]]:
-        """model, version, role, latency_ms and created_at of recent predictions (for reports)."""
-        p = predictions.c
-        stmt = sa.select(p.model, p.version, p.role, p.latency_ms, p.created_at)
-        stmt = _filtered(stmt, p, since, models).order_by(p.created_at.desc()).limit(limit)
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(stmt)]
 
@@ -186,16 +177,6 @@ class LogQueries:
             self.metrics.accuracy.labels(acc.model, acc.version).set(acc.value or 0.0)
             self.metrics.accuracy_n.labels(acc.model, acc.version).set(acc.total)
         return found
-
-    def accuracy_timeline(self, since: datetime | timedelta | None = None,
-                          models: Sequence[str] | None = None, limit: int = 500_000) -> list[dict[str, Any]]:
-        """model, version, created_at (of the prediction) and hit (0/1) of each prediction with feedback."""
-        p = predictions.c
-        joined, hit = self._joined()
-        stmt = sa.select(p.model, p.version, p.created_at, hit.label("hit")).select_from(joined)
-        stmt = _filtered(stmt, p, since, models).order_by(p.created_at.desc()).limit(limit)
-        with self.engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(stmt)]
 
     def recent_inputs(self, model: str, version: str | None = None, *, limit: int = 2000,
                       since: datetime | timedelta | None = None, roles: Sequence[str] = ROLES) -> list[Any]:
