@@ -1,7 +1,10 @@
 """The monitoring report: one self-contained HTML page from the prediction log.
 
 Per model: traffic per version over time, latency p50/p99, live accuracy where feedback exists,
-input drift per feature (latest check and history) and which versions served in which role over time.
+input drift per feature (latest check and history), which versions served in which role over time,
+and the closed loop's events (``fleet.loop.state``, via ``fleet.report_events``): a table of the window's
+rollout steps, holds, drift checks and retraining gates, and markers on the timeline where a rollout
+started and how it ended.
 Plots are PNGs drawn by matplotlib's Agg canvas (no display, no pyplot state) and inlined as base64;
 the page has no scripts and links nothing, so it can be mailed, archived or opened offline.
 
@@ -28,6 +31,8 @@ import pandas as pd
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
+from fleet import report_events
+from fleet.loop.state import Event
 from fleet.paths import write_atomically
 from fleet.predlog import rollup
 
@@ -44,6 +49,7 @@ h1{font-size:1.6em}h2{border-bottom:2px solid #e2e8f0;padding-top:12px}
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #e2e8f0;padding:4px 10px;
 text-align:right}th{background:#f7fafc}td:first-child,th:first-child{text-align:left}
 .alarm{color:#c53030;font-weight:600}.ok{color:#2f855a}.muted{color:#718096}img{max-width:100%}
+.events td{text-align:left}
 """
 
 
@@ -130,11 +136,13 @@ def _colours(versions: Any) -> dict[str, str]:
     return {v: VERSION_COLOURS[i % len(VERSION_COLOURS)] for i, v in enumerate(ordered)}
 
 
-def _model_figure(traffic: pd.DataFrame, bucket: str) -> Figure:
+def _model_figure(traffic: pd.DataFrame, bucket: str,
+                  markers: Sequence[report_events.Marker] = ()) -> Figure:
     figure = Figure(figsize=(12, 7.5), layout="constrained")
     (count_ax, latency_ax), (accuracy_ax, versions_ax) = figure.subplots(2, 2)
     colour = _colours(traffic["version"])
     limits = _limits(traffic["bucket"].dt.floor(bucket), pd.Timedelta(bucket))
+    limits = report_events.widen(limits, markers, pd.Timedelta(bucket))
     for version, series in _series(traffic, bucket, _predictions).items():
         count_ax.plot(series.index, series.values, marker=".", label=version, color=colour[version])
     _time_axis(count_ax, f"Traffic per version (predictions per {bucket})", "predictions", limits)
@@ -147,6 +155,8 @@ def _model_figure(traffic: pd.DataFrame, bucket: str) -> Figure:
     latency_ax.legend(fontsize=8, ncol=2)
     _accuracy_panel(accuracy_ax, traffic, bucket, colour, limits)
     _versions_panel(versions_ax, traffic, bucket, limits)
+    report_events.draw(figure, [a for a in (count_ax, latency_ax, accuracy_ax, versions_ax) if a.axison],
+                       markers)
     return figure
 
 
@@ -227,10 +237,11 @@ def _fleet_figure(traffic: pd.DataFrame, bucket: str) -> Figure:
 # -- tables and page ---------------------------------------------------------------------------------------
 
 
-def _table(header: Sequence[str], rows: list[Sequence[Any]]) -> str:
+def _table(header: Sequence[str], rows: list[Sequence[Any]], css: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    opening = f'<table class="{css}">' if css else "<table>"
+    return f"{opening}<tr>{head}</tr>{body}</table>"
 
 
 def _version_table(traffic: pd.DataFrame, accuracies: dict[str, Any]) -> str:
@@ -257,15 +268,27 @@ def _drift_table(drift: pd.DataFrame) -> str:
     return _table(["version", "feature", "measure", "value", "threshold", "noise floor", "rows", ""], rows)
 
 
+def _loop_part(events: Sequence[Event] | None) -> list[str]:
+    """The closed loop's events as a table, or a line saying why there is none (like input drift)."""
+    if events is None:
+        return ["<h3>Closed loop</h3>", '<p class="muted">The closed loop’s events could not be read.</p>']
+    if not events:
+        return ["<h3>Closed loop</h3>", '<p class="muted">No rollouts or triggers in this window.</p>']
+    return ["<h3>Closed loop</h3>", _table(report_events.HEADER, report_events.rows(events), css="events")]
+
+
 def _model_section(log: Any, model: str, since: Any, span: tuple[datetime, datetime] | None,
                    drift: pd.DataFrame, accuracies: dict[str, Any]) -> str:
     drift = drift[drift["model"] == model]
+    events = report_events.read(log, model, since)
     parts = [f"<h2>{html.escape(model)}</h2>"]
     if span is not None:
         traffic, bucket = _traffic(log, since, [model], span)
-        parts += [_version_table(traffic, accuracies), _png(_model_figure(traffic, bucket))]
+        figure = _model_figure(traffic, bucket, report_events.markers(events or []))
+        parts += [_version_table(traffic, accuracies), _png(figure)]
     else:
         parts.append('<p class="muted">No predictions logged in this period.</p>')
+    parts += _loop_part(events)
     parts.append("<h3>Input drift</h3>")
     if len(drift):
         parts += [_drift_table(drift), _png(_drift_figure(drift))]
