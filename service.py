@@ -41,6 +41,8 @@ from bentos.topics.schemas import Sentence, TopicRequest, TopicScore, TopK
 from fleet import gateway_docs, monitor, monitoring, openapi, plan_sync, store
 from fleet.auth import require_admin
 from fleet.http import Problem, mounted_routes, versioned_json
+from fleet.loop import api as loop_api
+from fleet.loop import driver
 from fleet.predlog import PredictionLog
 from fleet.routing import RouteChange
 from fleet.serving import SERVICE, add_edge, declare_models, follow_plan, limit_threads, worker_index
@@ -74,6 +76,7 @@ class Fleet:
         if self.log is not None:
             self._accuracy = asyncio.get_running_loop().create_task(monitoring.refresh_accuracy(self.log))
             self._monitor = monitor.spawn()  # renders the report and keeps the aggregates, off this worker
+            self._loop = driver.start(self.traffic, self.log)  # rollouts and triggers, in one worker
 
     @bentoml.on_shutdown
     def _close_log(self) -> None:
@@ -207,6 +210,27 @@ class Fleet:
     async def admin_rollback(self, request: Request, model: str) -> dict:
         require_admin(request.headers, f"/admin/routing/{model}/rollback")
         return (await self.traffic.rollback(model)).model_dump()
+
+
+    # the closed loop: a challenger rolls out step by step, judged on live evidence
+    @routes.post("/admin/rollouts/{model}")
+    async def admin_start_rollout(
+        self, request: Request, model: str, start: Annotated[loop_api.RolloutStart, Body()]
+    ) -> dict:
+        require_admin(request.headers, f"/admin/rollouts/{model}")
+        return await loop_api.start(self.traffic, self._log().engine, model, start)
+
+    @routes.get("/admin/rollouts")
+    async def admin_rollouts(
+        self, request: Request, model: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> dict:
+        require_admin(request.headers, "/admin/rollouts")
+        return await loop_api.status(self._log().engine, model, limit)
+
+    @routes.post("/admin/rollouts/{model}/abort")
+    async def admin_abort_rollout(self, request: Request, model: str) -> dict:
+        require_admin(request.headers, f"/admin/rollouts/{model}/abort")
+        return await loop_api.abort(self.traffic, self._log().engine, model)
 
 
 DOCS = openapi.gateway(gateway_docs.DESCRIPTION, [*TAGS, *gateway_docs.TAGS],

@@ -7,10 +7,13 @@
     python -m fleet routing set MODEL --stable T [--canary T --weight W] [--shadow T]
     python -m fleet routing promote MODEL        canary becomes stable
     python -m fleet routing rollback MODEL       back to the previous stable
+    python -m fleet rollout start MODEL TAG [--steps 5,25,50,100] [--interval 60s] [--shadow-first]
+    python -m fleet rollout status [MODEL]       running rollouts, their last analysis, the loop's events
+    python -m fleet rollout abort MODEL          stop the rollout, traffic back to the stable
 
-``routing`` talks to a running server's admin API (``--url``, token from ``FLEET_ADMIN_TOKEN``), which
-loads the new versions and swaps them without a restart; with ``--file`` it edits the plan file instead
-(before a server starts or a bento is built).
+``routing`` and ``rollout`` talk to a running server's admin API (``--url``, token from
+``FLEET_ADMIN_TOKEN``), which loads the new versions and swaps them without a restart; with ``--file``
+``routing`` edits the plan file instead (before a server starts or a bento is built).
 """
 
 from __future__ import annotations
@@ -42,21 +45,53 @@ def write_cards() -> None:
         print(f"wrote {path}")
 
 
+def _admin(url: str) -> httpx.Client:
+    token = os.environ.get("FLEET_ADMIN_TOKEN", "")
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=300)
+
+
+def _answer(response: httpx.Response) -> None:
+    print(json.dumps(response.json(), indent=2))
+    if response.status_code >= 400:
+        sys.exit(1)
+
+
 def routing(args: argparse.Namespace) -> None:
     if args.file:
         _edit_plan_file(args)
         return
-    token = os.environ.get("FLEET_ADMIN_TOKEN", "")
-    with httpx.Client(base_url=args.url, headers={"Authorization": f"Bearer {token}"}, timeout=300) as api:
+    with _admin(args.url) as api:
         if args.action == "show":
             response = api.get("/admin/routing")
         elif args.action == "set":
             response = api.put(f"/admin/routing/{args.model}", json=_change(args).model_dump())
         else:
             response = api.post(f"/admin/routing/{args.model}/{args.action}")
-    print(json.dumps(response.json(), indent=2))
-    if response.status_code >= 400:
-        sys.exit(1)
+    _answer(response)
+
+
+def seconds(text: str) -> float:
+    """``90``, ``90s``, ``5m`` or ``1h`` as seconds."""
+    scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
+    return float(text[:-1]) * scale if scale else float(text)
+
+
+def rollout(args: argparse.Namespace) -> None:
+    with _admin(args.url) as api:
+        if args.action == "start":
+            body: dict = {"tag": args.tag}
+            if args.steps:
+                body["steps"] = [s if s == "shadow" else float(s) for s in args.steps.split(",")]
+            if args.interval:
+                body["interval"] = seconds(args.interval)
+            if args.shadow_first:
+                body["shadow_first"] = True
+            response = api.post(f"/admin/rollouts/{args.model}", json=body)
+        elif args.action == "abort":
+            response = api.post(f"/admin/rollouts/{args.model}/abort")
+        else:
+            response = api.get("/admin/rollouts", params={"model": args.model} if args.model else {})
+    _answer(response)
 
 
 def _change(args: argparse.Namespace) -> RouteChange:
@@ -94,6 +129,14 @@ def main(argv: list[str] | None = None) -> None:
     plan.add_argument("--shadow")
     plan.add_argument("--url", default="http://127.0.0.1:3000")
     plan.add_argument("--file", action="store_true", help="edit deploy/routing.yaml instead of a server")
+    loop = commands.add_parser("rollout")
+    loop.add_argument("action", choices=["start", "status", "abort"])
+    loop.add_argument("model", nargs="?")
+    loop.add_argument("tag", nargs="?")
+    loop.add_argument("--steps", help="traffic steps in %%, comma-separated (shadow: a shadow step)")
+    loop.add_argument("--interval", help="the shortest a step lasts: 60, 60s, 5m")
+    loop.add_argument("--shadow-first", action="store_true")
+    loop.add_argument("--url", default="http://127.0.0.1:3000")
     args, rest = parser.parse_known_args(argv)
     if args.command == "report":
         from fleet import report
@@ -103,6 +146,8 @@ def main(argv: list[str] | None = None) -> None:
         list_models()
     elif args.command == "cards":
         write_cards()
+    elif args.command == "rollout":
+        rollout(args)
     else:
         routing(args)
 

@@ -61,4 +61,21 @@ OPERATIONS: dict[str, Operation] = {
     "POST /admin/routing/{model}/rollback": {
         "tag": "admin", "summary": "Back to the previous stable", "admin": True,
         "description": "The current stable is unloaded once every worker has swapped."},
+    "POST /admin/rollouts/{model}": {
+        "tag": "admin", "summary": "Roll a challenger out step by step, judged on live evidence",
+        "admin": True,
+        "description": "The challenger moves through the plan's traffic steps (or `steps` here); at each "
+                       "step errors, p99 latency, class shares and, where feedback has arrived, live "
+                       "accuracy are compared with the stable's. A clear loss rolls back at once; passing "
+                       "every step promotes.",
+        "example": {"tag": "titanic:v2", "steps": [5, 25, 50, 100], "interval": 60}},
+    "GET /admin/rollouts": {
+        "tag": "admin", "summary": "Running and ended rollouts, and every loop event with its evidence",
+        "admin": True,
+        "description": "Rollouts with their last analysis, and the newest events (rollout decisions, "
+                       "scheduled drift checks, triggered retraining and its gate).",
+        "parameters": {"model": "titanic", "limit": 20}},
+    "POST /admin/rollouts/{model}/abort": {
+        "tag": "admin", "summary": "Stop the running rollout and route its traffic back to the stable",
+        "admin": True, "description": "The challenger stays registered; the stable serves throughout."},
 }

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fleet import PROJECT_ROOT, SOURCE_CHECKOUT, store
+from fleet.loop.policy import RolloutPolicy, Triggers
 from fleet.paths import state_dir, write_atomically
 
 DEFAULT_PLAN = PROJECT_ROOT / "deploy" / "routing.yaml"
@@ -61,11 +62,14 @@ class Serving(BaseModel):
 
 
 class Route(Serving):
-    """The routing plan of one model: what serves and the rollback history (its retraining gate is
-    declared with the model, in its spec)."""
+    """The routing plan of one model: what serves, the rollback history and its closed loop (how a
+    challenger rolls out, what triggers one; ``fleet.loop``). Its retraining gate is declared with the
+    model, in its spec."""
 
     previous: list[str] = Field(default_factory=list)
     allow_pinning: bool = True
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    triggers: Triggers | None = None
 
     def kept_tags(self) -> list[str]:
         """What a serving worker holds for this route: the served tags and the rollback target."""

@@ -116,6 +116,38 @@ rollup_state = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
 )
 
+# The closed loop (``fleet.loop``): one row per rollout, ``stage`` its place in ``policy["stages"]``;
+# ``active`` is the model's name while it runs and NULL after, so a unique index allows one running
+# rollout per model on every backend. Every decision is a ``loop_events`` row with its evidence.
+rollouts = sa.Table(
+    "rollouts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("tag", sa.String(128), nullable=False),
+    sa.Column("baseline", sa.String(128), nullable=False),
+    sa.Column("policy", JSON, nullable=False),
+    sa.Column("stage", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("active", sa.String(64), nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("analysis", JSON, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("stage_started_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ux_rollouts_active", "active", unique=True),
+)
+loop_events = sa.Table(
+    "loop_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("rollout_id", sa.Integer, nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("evidence", JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_loop_events_model_time", "model", "created_at"),
+)
+
 
 # -- rows ---------------------------------------------------------------------------------------------
 

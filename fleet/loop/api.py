@@ -1,0 +1,86 @@
+"""The closed loop on the admin API: start and abort a rollout, and its status with the events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+
+from fleet.http import Problem
+from fleet.loop import rollout, state
+from fleet.loop.policy import Seconds, Stage
+from fleet.predlog import DatabaseUnavailable, utcnow
+from fleet.predlog.database import is_unavailable
+from fleet.traffic import Traffic
+
+T = TypeVar("T")
+
+
+class RolloutStart(BaseModel):
+    """``POST /admin/rollouts/{model}``: the challenger, and what to change of the plan's policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tag: Annotated[str, Field(min_length=3, max_length=128, examples=["titanic:v2"])]
+    steps: Annotated[list[Stage], Field(min_length=1, max_length=20)] | None = None
+    interval: Seconds | None = None
+    deadline: Seconds | None = None
+    shadow_first: bool | None = None
+
+
+async def _database(work: Awaitable[T]) -> T:
+    """A database that cannot be reached is a 503 (the edge adds Retry-After), never a 500."""
+    try:
+        return await work
+    except (DatabaseUnavailable, sa.exc.SQLAlchemyError) as error:
+        if isinstance(error, sa.exc.SQLAlchemyError) and not is_unavailable(error):
+            raise
+        raise Problem(503, {"detail": "the prediction log's database is unavailable; try again shortly"}
+                      ) from error
+
+
+async def start(traffic: Traffic, engine: sa.Engine, model: str, request: RolloutStart) -> dict[str, Any]:
+    if model not in traffic.plan:
+        raise Problem(404, {"detail": f"no model named {model!r}"})
+    overrides = request.model_dump(exclude={"tag"}, exclude_none=True)
+    try:
+        policy = traffic.plan[model].rollout.model_validate(
+            {**traffic.plan[model].rollout.model_dump(), **overrides})
+    except ValueError as bad:
+        raise Problem(422, {"detail": str(bad)}) from bad
+    reason = "started by an admin"
+    return describe(await _database(rollout.start(traffic, engine, model, request.tag, policy, reason)))
+
+
+async def abort(traffic: Traffic, engine: sa.Engine, model: str) -> dict[str, Any]:
+    if model not in traffic.plan:
+        raise Problem(404, {"detail": f"no model named {model!r}"})
+    return describe(await _database(rollout.abort(traffic, engine, model, "aborted by an admin")))
+
+
+async def status(engine: sa.Engine, model: str | None, limit: int) -> dict[str, Any]:
+    """Running rollouts with their last analysis, the latest ended ones, and the newest events."""
+    recent = await _database(asyncio.to_thread(state.recent, engine, model, 20))
+    events = await _database(asyncio.to_thread(state.events, engine, model, None, None, limit))
+    return {"running": [describe(r) for r in recent if r["state"] == state.RUNNING],
+            "ended": [describe(r) for r in recent if r["state"] != state.RUNNING],
+            "events": [{**e, "created_at": e["created_at"].isoformat()} for e in events]}
+
+
+def describe(found: state.Rollout) -> dict[str, Any]:
+    """A rollout as the API and ``fleet rollout status`` show it."""
+    stages = found["policy"]["stages"]
+    analysis = found["analysis"] or {}
+    verdict = analysis.get("verdict") or {}
+    return {"id": found["id"], "model": found["model"], "tag": found["tag"], "baseline": found["baseline"],
+            "state": found["state"], "reason": found["reason"], "steps": stages,
+            "step": stages[found["stage"]], "step_number": found["stage"] + 1,
+            "step_seconds": round((utcnow() - found["stage_started_at"]).total_seconds(), 1),
+            "interval": found["policy"]["interval"],
+            "started_at": found["started_at"].isoformat(), "updated_at": found["updated_at"].isoformat(),
+            "last_verdict": verdict.get("decision"),
+            "measures": [{k: m[k] for k in ("name", "passed", "detail")}
+                         for m in verdict.get("measures", [])]}
