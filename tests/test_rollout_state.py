@@ -51,7 +51,7 @@ def _log_arm(log: PredictionLog, version: str, role: str, n: int, correct: int, 
 
 def _verdict(log: PredictionLog, limits: Analysis) -> analysis.Verdict:
     since = utcnow() - timedelta(minutes=1)
-    evidence = analysis.gather(log.engine, "titanic", ("v2", "canary"), "v1", since, since)
+    evidence = analysis.gather(log.engine, "titanic", ("v2", "canary"), "v1", since, since, limits)
     return analysis.judge(evidence, limits)
 
 

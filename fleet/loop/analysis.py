@@ -30,7 +30,6 @@ from fleet.predlog import feedback, predictions
 
 MAX_ROWS = 50_000  # the newest rows of a window an analysis reads (a window rarely holds more)
 LATENCY_MIN = 200  # predictions per arm before a p99 is compared
-MIN_STABLE_ROWS = 10  # fewer stable rows in a step's window: the stable's evidence spans the rollout
 
 
 class Arm(TypedDict):
@@ -89,18 +88,18 @@ class Evidence(TypedDict):
 
 
 def gather(engine: sa.Engine, model: str, canary: tuple[str, str], stable_version: str, since: datetime,
-           stable_since: datetime) -> Evidence:
+           stable_since: datetime, limits: Analysis) -> Evidence:
     """Both arms' evidence since ``since`` (``canary``: its version and role, ``canary`` or ``shadow``).
-    The stable's reaches back to ``stable_since`` (the rollout's start) when its own window has too
-    little: a 100 % step leaves it no traffic."""
+    Where the stable's own window has too little (a 100 % step leaves it almost no traffic), its
+    predictions and its accuracy reach back to ``stable_since``, the rollout's start."""
     stable_rows = _rows(engine, model, stable_version, "stable", since)
-    stable_window = since if len(stable_rows) >= MIN_STABLE_ROWS else stable_since
-    if stable_window != since:
-        stable_rows = _rows(engine, model, stable_version, "stable", stable_window)
+    if len(stable_rows) < limits.min_requests:
+        stable_rows = _rows(engine, model, stable_version, "stable", stable_since)
     canary_rows = _rows(engine, model, *canary, since)
-    arms = {name: _arm(engine, model, version, role, rows, window) for name, version, role, rows, window in
-            (("canary", *canary, canary_rows, since), ("stable", stable_version, "stable", stable_rows,
-                                                       stable_window))}
+    found = _arm(engine, model, stable_version, "stable", stable_rows, since)
+    if found["labelled"] < limits.min_labelled:
+        found = _arm(engine, model, stable_version, "stable", stable_rows, stable_since)
+    arms = {"canary": _arm(engine, model, *canary, canary_rows, since), "stable": found}
     agreement, pairs = None, 0
     if canary[1] == "shadow":
         answered = {(r["request_id"], r["item"]): r["label"] for r in stable_rows}

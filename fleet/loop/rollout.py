@@ -51,6 +51,11 @@ async def reconcile(traffic: Traffic, engine: sa.Engine, rollout: Rollout) -> Ro
     return await traffic.change(model, lambda current: desired(current, state.get(engine, rollout["id"])))
 
 
+def shown(stage: str | float) -> str:
+    """A step as people write it: ``shadow``, ``20`` (not ``20.0``), ``2.5``."""
+    return stage if isinstance(stage, str) else f"{stage:g}"
+
+
 def policy_of(rollout: Rollout) -> RolloutPolicy:
     return RolloutPolicy.model_validate({k: v for k, v in rollout["policy"].items() if k != "stages"})
 
@@ -121,11 +126,12 @@ async def decide(traffic: Traffic, engine: sa.Engine, rollout: Rollout,
         return None
     stages = rollout["policy"]["stages"]
     stage = stages[rollout["stage"]]
+    step = shown(stage)
     canary = (store.parse_tag(rollout["tag"])[1], "shadow" if stage == "shadow" else "canary")
     started = time.perf_counter()
     evidence = await asyncio.to_thread(
         analysis.gather, engine, rollout["model"], canary, store.parse_tag(rollout["baseline"])[1],
-        rollout["stage_started_at"], rollout["started_at"])
+        rollout["stage_started_at"], rollout["started_at"], policy.analysis)
     evidence["canary"]["errors"], evidence["stable"]["errors"] = errors["canary"], errors["stable"]
     verdict = analysis.judge(evidence, policy.analysis)
     record = {"stage": stage, "verdict": verdict, "evidence": evidence,
@@ -135,26 +141,26 @@ async def decide(traffic: Traffic, engine: sa.Engine, rollout: Rollout,
     if verdict["decision"] == "fail":
         failing = [m for m in verdict["measures"] if m["passed"] is False]
         reason = "; ".join(f"{m['name']}: {m['detail']}" for m in failing)
-        await finish(traffic, engine, rollout, ROLLED_BACK, "rolled_back", f"at step {stage}: {reason}",
+        await finish(traffic, engine, rollout, ROLLED_BACK, "rolled_back", f"at step {step}: {reason}",
                      record)
     elif age < policy.interval:
         return verdict
     elif verdict["decision"] == "wait":
         waiting = ", ".join(verdict["waiting"])
         if age > policy.step_deadline():
-            reason = f"at step {stage}: too little evidence by the deadline ({waiting})"
+            reason = f"at step {step}: too little evidence by the deadline ({waiting})"
             await finish(traffic, engine, rollout, ROLLED_BACK, "rolled_back", reason, record)
         else:
             previous = rollout["analysis"] or {}
             await asyncio.to_thread(state.note_analysis, engine, rollout["id"], {**record, "held": True})
             if not (previous.get("held") and previous.get("stage") == stage):  # the first hold says so
                 await asyncio.to_thread(state.record, engine, rollout["model"], "held",
-                                        f"step {stage} waits for evidence: {waiting}", record, rollout["id"])
+                                        f"step {step} waits for evidence: {waiting}", record, rollout["id"])
     elif rollout["stage"] + 1 == len(stages):
         await finish(traffic, engine, rollout, PROMOTED, "promoted",
-                     f"passed every step ({', '.join(map(str, stages))})", record)
+                     f"passed every step ({', '.join(map(shown, stages))})", record)
     elif await asyncio.to_thread(state.move, engine, rollout, "advanced",
-                                 f"step {stage} passed; next {stages[rollout['stage'] + 1]}", record,
+                                 f"step {step} passed; next {shown(stages[rollout['stage'] + 1])}", record,
                                  stage=rollout["stage"] + 1):
         await reconcile(traffic, engine, await asyncio.to_thread(state.get, engine, rollout["id"]))
     return verdict
