@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Stage = Literal["shadow"] | Annotated[float, Field(gt=0, le=100)]
-Seconds = Annotated[float, Field(gt=0, le=30 * 86400)]
+# Inclusive bounds only: the gateway's OpenAPI 3.0 spec has no numeric exclusiveMinimum.
+Stage = Literal["shadow"] | Annotated[float, Field(ge=0.01, le=100)]
+Seconds = Annotated[float, Field(ge=0.1, le=30 * 86400)]
 
 
 class Analysis(BaseModel):
