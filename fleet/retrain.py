@@ -55,6 +55,20 @@ async def challenge(spec: ModelSpec, stable_tag: str, params: dict[str, Any]) ->
     return json.loads(answers[-1])
 
 
+def feedback_rows(spec: ModelSpec) -> list[dict[str, Any]]:
+    """Labelled predictions from the log as training rows, where the model can take them (its spec's
+    ``feedback_row``): the new data a triggered retraining adds to the training source."""
+    if spec.feedback_row is None:
+        return []
+    from fleet.predlog import LogReader
+
+    reader = LogReader()
+    try:
+        return [spec.feedback_row(inputs, label) for inputs, label in reader.labelled_inputs(spec.name)]
+    finally:
+        reader.close()
+
+
 def main(argv: list[str]) -> None:
     ref, stable_tag, params = argv
     os.nice(10)  # the serving workers come first
@@ -63,9 +77,11 @@ def main(argv: list[str]) -> None:
     spec = resolve(ref)
     if spec.evaluate is None:
         raise SystemExit(f"{spec.name} declares no evaluation; it cannot be retrained through the API")
-    run = spec.train(json.loads(params))
+    chosen = json.loads(params)
+    extra = feedback_rows(spec) if chosen.pop("with_feedback", False) else []
+    run = spec.train({**chosen, "extra_rows": extra} if extra else chosen)
     _, stable = store.load(stable_tag, spec.load)
-    result = {"tag": run.tag, "metrics": run.metrics, "seconds": run.seconds,
+    result = {"tag": run.tag, "metrics": run.metrics, "seconds": run.seconds, "feedback_rows": len(extra),
               "stable_version": store.parse_tag(stable_tag)[1], "stable_metrics": spec.evaluate(stable)}
     print(RESULT + json.dumps(result), flush=True)
 

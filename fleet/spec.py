@@ -49,4 +49,6 @@ class ModelSpec:
     evaluate: Callable[[Any], dict[str, float]] | None = None
     tiny: dict[str, Any] = field(default_factory=dict)  # training parameters of a seconds-long run
     loggable: Callable[[Any], Any] = _same  # the logged (size-bounded) form of one input
+    # a logged input and its feedback label -> one training row (None: retraining uses only its source)
+    feedback_row: Callable[[Any, Any], dict[str, Any]] | None = None
     batching: Batching = field(default_factory=Batching)

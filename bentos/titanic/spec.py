@@ -17,5 +17,6 @@ SPEC = ModelSpec(
     label=lambda output: output["survived"],
     train=pipeline.train, tiny=pipeline.TINY, evaluate=pipeline.evaluate,
     gate=Gate(metric="test_accuracy", tolerance=0.01),
+    feedback_row=lambda inputs, survived: {**inputs, "Survived": int(bool(survived))},
     batching=Batching(max_batch_size=1024),
 )

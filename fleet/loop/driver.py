@@ -143,7 +143,8 @@ class Driver:
     async def _retrain(self, model: str, reason: str) -> None:
         """Train a challenger, gate it on held-out data against the stable, roll out one that passes."""
         spec, route = self.traffic.spec(model), self.traffic.plan[model]
-        params: dict[str, Any] = route.triggers.params if route.triggers else {}
+        # new data: the training source plus the log's labelled predictions, where the model takes them
+        params: dict[str, Any] = {**(route.triggers.params if route.triggers else {}), "with_feedback": True}
         await self._event(model, "retrain_started", reason, {"params": params})
         if spec.evaluate is None:
             await self._event(model, "retrain_failed", f"{model} declares no evaluation to gate a challenger")
@@ -154,10 +155,12 @@ class Driver:
             await self._event(model, "retrain_failed", str(failed.body.get("detail")), failed.body)
             return
         verdict = spec.gate.judge(result["metrics"], result["stable_metrics"])
-        summary = (f"{result['tag']}: {verdict['metric']} {verdict['challenger']:.4f} vs stable "
-                   f"{verdict['stable']:.4f} (tolerance {verdict['tolerance']})")
+        summary = (f"{result['tag']} (the source + {result['feedback_rows']} labelled predictions): "
+                   f"{verdict['metric']} {verdict['challenger']:.4f} vs stable {verdict['stable']:.4f} "
+                   f"(tolerance {verdict['tolerance']})")
         await self._event(model, "gate_passed" if verdict["passed"] else "gate_refused", summary,
-                          {"tag": result["tag"], "gate": verdict, "seconds": result["seconds"]})
+                          {"tag": result["tag"], "gate": verdict, "seconds": result["seconds"],
+                           "feedback_rows": result["feedback_rows"]})
         if verdict["passed"]:
             try:
                 await rollout.start(self.traffic, self.engine, model, result["tag"], route.rollout,

@@ -36,7 +36,7 @@ class RolloutPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    steps: Annotated[list[Stage], Field(min_length=1, max_length=20)] = [5, 25, 50, 100]
+    steps: Annotated[list[Stage], Field(min_length=1, max_length=20)] = [5.0, 25.0, 50.0, 100.0]
     interval: Seconds = 60  # the shortest a step lasts: its analysis window
     deadline: Seconds | None = None  # how long a step may wait for evidence (default 5 × interval)
     shadow_first: bool = False  # a shadow step, judged on agreement, before any traffic moves

@@ -191,6 +191,18 @@ class LogQueries:
             found = [row.inputs for row in connection.execute(stmt)]
         return [x for x in found if not (isinstance(x, dict) and x.get("_truncated"))]
 
+    def labelled_inputs(self, model: str, limit: int = 10_000) -> list[tuple[Any, Any]]:
+        """The newest ``limit`` answered predictions that have feedback: (logged input, true label),
+        what a retraining adds to its training source (one row per answered item; shadows left out)."""
+        self._see_own_writes()
+        p, f = predictions.c, feedback.c
+        joined, _ = self._joined()
+        stmt = (sa.select(p.inputs, f.label).select_from(joined)
+                .where(f.model == model, p.role.in_(ANSWERED)).order_by(f.created_at.desc()).limit(limit))
+        with self.engine.connect() as connection:
+            found = [(row.inputs, row.label) for row in connection.execute(stmt)]
+        return [(x, y) for x, y in found if not (isinstance(x, dict) and x.get("_truncated"))]
+
     def save_drift(self, model: str, version: str, records: Iterable[Mapping[str, Any]],
                    created_at: datetime | None = None) -> int:
         """Store one drift check (``DriftResult.records()``); the report plots their history."""
