@@ -6,4 +6,5 @@
 - ``rollout``: the route a rollout's state asks for, and starting, deciding and aborting one.
 - ``lease``: the right to drive the loop, held by one worker of the fleet at a time.
 - ``driver``: the loop itself, run by whichever worker holds the lease.
+- ``api``: the admin routes' side (start, abort, status); ``demo``: traffic with feedback, to try it.
 """

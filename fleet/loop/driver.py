@@ -69,6 +69,8 @@ class Driver:
                 await asyncio.to_thread(state.record, self.engine, found["model"], "resumed",
                                         f"worker {self.traffic.worker} (pid {os.getpid()}) drives the loop",
                                         None, found["id"])
+        self._errors_at = {key: totals for key, totals in self._errors_at.items()
+                           if key[0] in {found["id"] for found in running}}
         for found in running:
             await rollout.reconcile(self.traffic, self.engine, found)
             await rollout.decide(self.traffic, self.engine, found, self._errors(found))

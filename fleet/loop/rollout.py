@@ -120,42 +120,29 @@ async def decide(traffic: Traffic, engine: sa.Engine, rollout: Rollout,
                  errors: dict[str, int]) -> analysis.Verdict | None:
     """One look at a running rollout: judge its step, then hold, advance, promote or roll back.
     ``errors``: scoring errors of each arm since the step began. None: the step is not judged yet."""
-    route, policy = traffic.plan[rollout["model"]], policy_of(rollout)
-    own = await _owned_by_hand(traffic, engine, rollout, route)
-    if own is not None:
+    if await _owned_by_hand(traffic, engine, rollout, traffic.plan[rollout["model"]]) is not None:
         return None
-    stages = rollout["policy"]["stages"]
-    stage = stages[rollout["stage"]]
-    step = shown(stage)
-    canary = (store.parse_tag(rollout["tag"])[1], "shadow" if stage == "shadow" else "canary")
-    started = time.perf_counter()
-    evidence = await asyncio.to_thread(
-        analysis.gather, engine, rollout["model"], canary, store.parse_tag(rollout["baseline"])[1],
-        rollout["stage_started_at"], rollout["started_at"], policy.analysis)
-    evidence["canary"]["errors"], evidence["stable"]["errors"] = errors["canary"], errors["stable"]
-    verdict = analysis.judge(evidence, policy.analysis)
-    record = {"stage": stage, "verdict": verdict, "evidence": evidence,
-              "analysis_ms": round((time.perf_counter() - started) * 1000, 2)}
-    await asyncio.to_thread(state.note_analysis, engine, rollout["id"], record)
+    policy, stages = policy_of(rollout), rollout["policy"]["stages"]
+    step = shown(stages[rollout["stage"]])
+    verdict, record = await _look(engine, rollout, policy, errors)
     age = _age(rollout["stage_started_at"])
+    held = verdict["decision"] == "wait" and age >= policy.interval
+    await asyncio.to_thread(state.note_analysis, engine, rollout["id"], {**record, "held": held})
     if verdict["decision"] == "fail":
-        failing = [m for m in verdict["measures"] if m["passed"] is False]
-        reason = "; ".join(f"{m['name']}: {m['detail']}" for m in failing)
-        await finish(traffic, engine, rollout, ROLLED_BACK, "rolled_back", f"at step {step}: {reason}",
-                     record)
+        failing = [f"{m['name']}: {m['detail']}" for m in verdict["measures"] if m["passed"] is False]
+        await _roll_back(traffic, engine, rollout, f"at step {step}: {'; '.join(failing)}", record)
     elif age < policy.interval:
         return verdict
-    elif verdict["decision"] == "wait":
+    elif held and age > policy.step_deadline():
         waiting = ", ".join(verdict["waiting"])
-        if age > policy.step_deadline():
-            reason = f"at step {step}: too little evidence by the deadline ({waiting})"
-            await finish(traffic, engine, rollout, ROLLED_BACK, "rolled_back", reason, record)
-        else:
-            previous = rollout["analysis"] or {}
-            await asyncio.to_thread(state.note_analysis, engine, rollout["id"], {**record, "held": True})
-            if not (previous.get("held") and previous.get("stage") == stage):  # the first hold says so
-                await asyncio.to_thread(state.record, engine, rollout["model"], "held",
-                                        f"step {step} waits for evidence: {waiting}", record, rollout["id"])
+        await _roll_back(traffic, engine, rollout, f"at step {step}: too little evidence by the deadline "
+                                                   f"({waiting})", record)
+    elif held:
+        previous = rollout["analysis"] or {}
+        if not (previous.get("held") and previous.get("stage") == record["stage"]):  # the first says so
+            await asyncio.to_thread(state.record, engine, rollout["model"], "held",
+                                    f"step {step} waits for evidence: {', '.join(verdict['waiting'])}",
+                                    record, rollout["id"])
     elif rollout["stage"] + 1 == len(stages):
         await finish(traffic, engine, rollout, PROMOTED, "promoted",
                      f"passed every step ({', '.join(map(shown, stages))})", record)
@@ -164,6 +151,26 @@ async def decide(traffic: Traffic, engine: sa.Engine, rollout: Rollout,
                                  stage=rollout["stage"] + 1):
         await reconcile(traffic, engine, await asyncio.to_thread(state.get, engine, rollout["id"]))
     return verdict
+
+
+async def _roll_back(traffic: Traffic, engine: sa.Engine, rollout: Rollout, reason: str,
+                     record: dict[str, Any]) -> None:
+    await finish(traffic, engine, rollout, ROLLED_BACK, "rolled_back", reason, record)
+
+
+async def _look(engine: sa.Engine, rollout: Rollout, policy: RolloutPolicy,
+                errors: dict[str, int]) -> tuple[analysis.Verdict, dict[str, Any]]:
+    """The step's evidence and verdict, and the record of both that events and the status carry."""
+    stage = rollout["policy"]["stages"][rollout["stage"]]
+    canary = (store.parse_tag(rollout["tag"])[1], "shadow" if stage == "shadow" else "canary")
+    started = time.perf_counter()
+    evidence = await asyncio.to_thread(
+        analysis.gather, engine, rollout["model"], canary, store.parse_tag(rollout["baseline"])[1],
+        rollout["stage_started_at"], rollout["started_at"], policy.analysis)
+    evidence["canary"]["errors"], evidence["stable"]["errors"] = errors["canary"], errors["stable"]
+    verdict = analysis.judge(evidence, policy.analysis)
+    return verdict, {"stage": stage, "verdict": verdict, "evidence": evidence,
+                     "analysis_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
 async def _owned_by_hand(traffic: Traffic, engine: sa.Engine, rollout: Rollout, route: Route) -> str | None:
