@@ -1,7 +1,8 @@
 """The closed loop on a real gateway (two workers, tiny titanic models, second-long steps): a challenger
 trained on shuffled labels is rolled back on live accuracy, a better one is promoted through every
-step, a drifted input stream triggers a retraining whose challenger is gated and rolled out, and a
-server killed mid-rollout resumes it after a restart. Every request answers 200 throughout."""
+step, a server killed mid-rollout resumes it after a restart, a drifted input stream triggers a
+retraining whose challenger is gated and rolled out, and a retraining clock fires. Every request
+answers 200 throughout."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import pytest
 import yaml
 
 import data.titanic
+from bentos.loans import pipeline as loans_pipeline
 from bentos.titanic import pipeline as titanic_pipeline
 from fleet import plan_sync
 from fleet.local_server import bentoml_serve, free_port, running
@@ -103,11 +105,12 @@ def server(setup: dict[str, Any]) -> Iterator[tuple[Server, list[httpx.Client]]]
     found.stop()
 
 
-def wait_for(client: httpx.Client, done: Callable[[dict], bool], seconds: float) -> tuple[dict, float]:
-    """Poll ``/admin/rollouts?model=titanic`` until ``done`` (or fail); the status and seconds waited."""
+def wait_for(client: httpx.Client, done: Callable[[dict], bool], seconds: float,
+             model: str = "titanic") -> tuple[dict, float]:
+    """Poll ``/admin/rollouts?model=…`` until ``done`` (or fail); the status and seconds waited."""
     started = time.monotonic()
     while True:
-        status = client.get("/admin/rollouts", params={"model": "titanic"}, headers=ADMIN).json()
+        status = client.get("/admin/rollouts", params={"model": model}, headers=ADMIN).json()
         if done(status):
             return status, time.monotonic() - started
         assert time.monotonic() - started < seconds, f"not done in {seconds} s: {status}"
@@ -125,8 +128,9 @@ def routing(client: httpx.Client) -> dict:
     while True:
         route = client.get("/admin/routing", headers=ADMIN).json()["titanic"]
         status = client.get("/admin/rollouts", params={"model": "titanic"}, headers=ADMIN).json()
-        expected = status["running"][0]["tag"] if status["running"] else None
-        if route["canary"] == expected or time.monotonic() > deadline:
+        running = status["running"]
+        serving = route["shadow"] if running and running[0]["step"] == "shadow" else route["canary"]
+        if serving == (running[0]["tag"] if running else None) or time.monotonic() > deadline:
             return route
         time.sleep(0.2)
 
@@ -152,6 +156,8 @@ def test_a_shuffled_label_challenger_is_rolled_back_on_live_accuracy(server: Any
     assert final["reason"].startswith(f"at step {STEPS[0]}: accuracy:") and accuracy["passed"] is False
     assert set(load.codes) == {200}
     assert routing(client)["stable"] == tags["good"] and routing(client)["canary"] is None
+    metrics = client.get("/metrics").text
+    assert 'fleet_loop_events_total{model="titanic",kind="rolled_back"} 1.0' in metrics
 
 
 def test_a_better_challenger_is_promoted_through_every_step(server: Any, tags: dict) -> None:
@@ -190,7 +196,8 @@ def test_a_server_killed_mid_rollout_resumes_it_after_a_restart(server: Any, tag
     assert [r["id"] for r in shown["running"]] == [rollout["id"]]
     aborted = json.loads(fleet_cli("rollout", "abort", "titanic", url=str(client.base_url)))
     assert aborted["state"] == "aborted"
-    assert routing(client)["canary"] is None and routing(client)["stable"] == stable
+    route = routing(client)
+    assert (route["shadow"], route["canary"], route["stable"]) == (None, None, stable)
 
 
 def fleet_cli(*args: str, url: str) -> str:
@@ -207,12 +214,15 @@ def test_drift_on_a_schedule_triggers_a_gated_retraining_and_a_rollout(
     client = server[1][-1]  # the server the previous test started again
     monkeypatch.setenv("FLEET_ROUTING", str(setup["plan"]))  # the server's plan, edited as an operator
     monkeypatch.setenv("FLEET_STATE_DIR", setup["env"]["FLEET_STATE_DIR"])  # would; its workers follow
-    rules = Triggers(drift_every=2, drift_window=30, retrain_on_drift=True, params=titanic_pipeline.TINY)
+    triggers = {"titanic": Triggers(drift_every=2, drift_window=30, retrain_on_drift=True,
+                                    params=titanic_pipeline.TINY),
+                "loans": Triggers(retrain_every=3, params=loans_pipeline.TINY)}  # a clock, too
     held = plan_sync.lock()
     try:
         current = plan_sync.read()
-        titanic = current.routes["titanic"].model_copy(update={"triggers": rules})
-        plan_sync.write(plan_sync.Revision(current.number + 1, {**current.routes, "titanic": titanic}))
+        routes = {**current.routes, **{name: current.routes[name].model_copy(update={"triggers": rules})
+                                       for name, rules in triggers.items()}}
+        plan_sync.write(plan_sync.Revision(current.number + 1, routes))
     finally:
         plan_sync.unlock(held)
     started = time.monotonic()
@@ -236,3 +246,7 @@ def test_drift_on_a_schedule_triggers_a_gated_retraining_and_a_rollout(
     assert set(load.codes) == {200}
     report = client.get("/admin/report", params={"fresh": "true"}, headers=ADMIN)
     assert report.status_code == 200 and drift["reason"] in report.text
+    loans, _ = wait_for(client, lambda s: any(e["kind"].startswith("gate_") for e in s["events"]), 120,
+                        model="loans")
+    reasons = [e["reason"] for e in loans["events"] if e["kind"] == "retrain_started"]
+    assert reasons and reasons[0] == "the 3 s retraining schedule"

@@ -98,3 +98,38 @@ def test_the_route_follows_the_rollout_state() -> None:
     assert desired(promoted, {**row, "state": state.PROMOTED}) == promoted  # reconciling twice: no change
     rolled_back = desired(at_50, {**row, "state": state.ROLLED_BACK})
     assert (rolled_back.stable, rolled_back.canary, rolled_back.canary_weight) == ("titanic:v1", None, 0)
+
+
+def test_a_shadow_step_is_judged_on_agreement_with_the_stable(log: PredictionLog) -> None:
+    def answered(version: str, role: str, labels: list[str]) -> list[Prediction]:
+        return [Prediction(request_id=f"r{i}", model="titanic", version=version, role=role, inputs={},
+                           outputs={}, latency_ms=5.0, label=label) for i, label in enumerate(labels)]
+
+    log.record(answered("v1", "stable", ["1"] * 50))
+    log.record(answered("v2", "shadow", ["1"] * 30 + ["0"] * 20))  # the same 50 requests, 60 % alike
+    log.flush(timeout=10)
+    since = utcnow() - timedelta(minutes=1)
+    evidence = analysis.gather(log.engine, "titanic", ("v2", "shadow"), "v1", since, since,
+                               Analysis(min_requests=40))
+    assert (evidence["pairs"], evidence["agreement"]) == (50, 0.6)
+    verdict = analysis.judge(evidence, Analysis(min_requests=40, min_agreement=0.8))
+    assert verdict["failed"] == ["agreement"]
+    assert analysis.judge(evidence, Analysis(min_requests=40, min_agreement=0.5))["decision"] == "pass"
+
+
+def test_one_lease_holder_per_database_and_a_release_hands_it_over(db_url: str) -> None:
+    from fleet.loop.lease import Lease
+    from fleet.predlog import create_engine, database_url
+
+    engines = [create_engine(database_url(db_url)) for _ in range(2)]
+    first, second = (Lease(engine) for engine in engines)
+    try:
+        assert first.hold() and first.hold()  # held, and still held
+        assert not second.hold()
+        first.release()  # what the holder's death does (its session or its file closes)
+        assert second.hold() and not first.hold()
+    finally:
+        first.release()
+        second.release()
+        for engine in engines:
+            engine.dispose()

@@ -50,7 +50,8 @@ class Lease:
                 self._connection.execute(sa.text("SELECT 1"))
                 self._connection.commit()
                 return True
-            except sa.exc.SQLAlchemyError:
+            except sa.exc.SQLAlchemyError:  # the session is gone, and the lock with it
+                self._connection.invalidate()
                 self.release()
                 return False
         try:
@@ -73,7 +74,12 @@ class Lease:
         if self._file is not None:
             self._file.close()
             self._file = None
-        if self._connection is not None:
+        if self._connection is not None:  # a pooled connection would keep the lock: unlock, or drop it
+            try:
+                self._connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": KEY})
+                self._connection.commit()
+            except sa.exc.SQLAlchemyError:
+                self._connection.invalidate()
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 self._connection.close()
             self._connection = None
