@@ -177,6 +177,14 @@ def test_bad_values_file_is_rejected(cc: ModuleType) -> None:
         ({"resources": {"requests": {"cpu": "two"}}}, "/resources/requests/cpu"),
         ({"canary": {"enabled": True}}, "/canary/image/tag"),
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+        ({"mode": "perModle"}, "/mode"),
+        ({"perModel": {"recommender": {"enabled": True}}}, "additional properties 'recommender'"),
+        ({"perModel": {"topics": {"replicaCount": -1}}}, "/perModel/topics/replicaCount"),
+        ({"perModel": {"topics": {"autoscaling": {"minReplicas": 0}}}},
+         "/perModel/topics/autoscaling/minReplicas"),
+        ({"perModel": {"names": {"replicas": 2}}}, "additional properties 'replicas'"),
+        ({"perModel": {"loans": {"resources": {"limits": {"memory": "lots"}}}}},
+         "/perModel/loans/resources/limits/memory"),
     ],
 )
 def test_schema_rejects(cc: ModuleType, values: dict[str, Any], where: str) -> None:
@@ -209,3 +217,187 @@ def test_prod_without_a_database_secret_does_not_render(cc: ModuleType) -> None:
     with pytest.raises(Exception, match=r"database\.existingSecret is empty"):
         cc.render(values)
     assert "database/existingSecret" in (cc.rejection({"database": {"existingSecret": "Not A Name"}}) or "")
+
+
+# mode perModel: each model's own bento (bentos/<model>/service.py) in its own Deployment, routed by path.
+PER_MODEL = ("values-prod.yaml", "values-per-model.yaml")
+MODELS = ("names", "loans", "digits", "topics", "titanic")
+FULLNAME = "fleet-bento-fleet"
+# A request through the gateway -> the model bento and the path it serves (the seeds' unprefixed routes).
+ROUTED = [
+    ("/names/get_prediction", "names", "/get_prediction"),
+    ("/names/check_service", "names", "/check_service"),
+    ("/loans/predict_batch", "loans", "/predict_batch"),
+    ("/digits/predict", "digits", "/predict"),
+    ("/topics/classify", "topics", "/classify"),
+    ("/titanic/predict", "titanic", "/predict"),
+    ("/titanic/readyz", "titanic", "/readyz"),
+    ("/names", "names", "/"),
+    ("/namesake/get_prediction", None, None),
+    ("/admin/report", None, None),
+]
+
+
+def per_model_values(cc: ModuleType, **overrides: Any) -> dict[str, Any]:
+    """values-prod.yaml + values-per-model.yaml, then ``overrides`` (as one more -f file)."""
+    return cc.merge(cc.load_values(*PER_MODEL), overrides)
+
+
+@pytest.fixture(scope="module")
+def per_model(cc: ModuleType) -> list[dict[str, Any]]:
+    return cc.render(cc.load_values(*PER_MODEL))
+
+
+def by_model(cc: ModuleType, manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    """model -> its object of ``kind`` (named <fullname>-<model>)."""
+    return {m["metadata"]["name"].removeprefix(f"{FULLNAME}-"): m for m in cc.find(manifests, kind)}
+
+
+def route(path: str, routes: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """What a Gateway does with ``path``: the first PathPrefix match (whole segments) and its rewrite."""
+    for item in routes:
+        for rule in item["spec"]["rules"]:
+            prefix = rule["matches"][0]["path"]["value"]
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                rewrite = next(f["urlRewrite"]["path"] for f in rule["filters"] if f["type"] == "URLRewrite")
+                assert rewrite["type"] == "ReplacePrefixMatch"
+                rest = path[len(prefix):].lstrip("/")
+                return rule["backendRefs"][0]["name"], rewrite["replacePrefixMatch"].rstrip("/") + "/" + rest
+    return None
+
+
+def nginx_route(path: str, ingress: dict[str, Any]) -> tuple[str, str] | None:
+    """What ingress-nginx does with ``path``: the regex paths (anchored at the start) and rewrite-target."""
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/use-regex"] == "true"
+    target = annotations["nginx.ingress.kubernetes.io/rewrite-target"]
+    for item in ingress["spec"]["rules"][0]["http"]["paths"]:
+        found = re.match(item["path"], path)
+        if found:
+            return item["backend"]["service"]["name"], found.expand(target.replace("$", "\\"))
+    return None
+
+
+def test_per_model_lints_renders_and_validates(cc: ModuleType, per_model: list[dict[str, Any]]) -> None:
+    assert cc.lint(cc.load_values(*PER_MODEL)) == []
+    report = cc.check_manifests("perModel", per_model)
+    assert report.problems == []
+    kinds = {kind: report.kinds.count(kind) for kind in set(report.kinds)}
+    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "HTTPRoute"):
+        assert set(by_model(cc, per_model, kind)) == set(MODELS), kind
+        assert kinds[kind] == len(MODELS), kind
+    assert not cc.find(per_model, "Deployment", FULLNAME) and not cc.find(per_model, "Service", FULLNAME)
+
+
+def test_per_model_images_and_selectors(cc: ModuleType, per_model: list[dict[str, Any]]) -> None:
+    deployments = by_model(cc, per_model, "Deployment")
+    services = by_model(cc, per_model, "Service")
+    budgets = by_model(cc, per_model, "PodDisruptionBudget")
+    for model in MODELS:
+        assert container(deployments[model])["image"] == f"registry.example.com/bento-fleet-{model}:1.0.0"
+        # each Service and PDB reaches its own model's pods only, each HPA scales its own Deployment
+        for selector in (services[model]["spec"]["selector"],
+                         budgets[model]["spec"]["selector"]["matchLabels"]):
+            chosen = [name for name, d in deployments.items()
+                      if cc.selects(selector, d["spec"]["template"]["metadata"]["labels"])]
+            assert chosen == [model]
+        target = by_model(cc, per_model, "HorizontalPodAutoscaler")[model]["spec"]["scaleTargetRef"]
+        assert target["name"] == f"{FULLNAME}-{model}"
+    values = per_model_values(cc, perModel={
+        "names": {"enabled": True, "image": {"tag": "2.0.0"}},
+        "loans": {"enabled": True, "image": {"repository": "ghcr.io/x/loans"}}})
+    images = {m: container(d)["image"] for m, d in by_model(cc, cc.render(values), "Deployment").items()}
+    assert images["names"] == "registry.example.com/bento-fleet-names:2.0.0"
+    assert images["loans"] == "ghcr.io/x/loans:1.0.0"
+    assert images["topics"] == "registry.example.com/bento-fleet-topics:1.0.0"
+
+
+@pytest.mark.parametrize(("path", "model", "rewritten"), ROUTED)
+def test_per_model_routes_strip_the_model_prefix(
+    cc: ModuleType, per_model: list[dict[str, Any]], path: str, model: str | None, rewritten: str | None
+) -> None:
+    want = (f"{FULLNAME}-{model}", rewritten) if model else None
+    assert route(path, cc.find(per_model, "HTTPRoute")) == want
+    assert nginx_route(path, cc.find(per_model, "Ingress")[0]) == want
+    for item in cc.find(per_model, "HTTPRoute"):
+        assert item["spec"]["parentRefs"] == [{"name": "fleet-gateway", "namespace": "gateway-system"}]
+        assert item["spec"]["hostnames"] == ["fleet.example.com"]
+
+
+def test_a_disabled_model_has_no_objects(cc: ModuleType) -> None:
+    manifests = cc.render(per_model_values(cc, perModel={"loans": {"enabled": False}}))
+    assert cc.check_manifests("no loans", manifests).problems == []
+    assert [label for label in map(cc.label, manifests) if "loans" in label] == []
+    ingress = cc.find(manifests, "Ingress")[0]
+    assert "/loans" not in str(ingress) and nginx_route("/loans/predict", ingress) is None
+    assert route("/loans/predict", cc.find(manifests, "HTTPRoute")) is None
+    assert set(by_model(cc, manifests, "Deployment")) == set(MODELS) - {"loans"}
+
+
+def test_topics_replicas_and_node_pool_land_on_topics_only(cc: ModuleType, per_model: list) -> None:
+    hpas = by_model(cc, per_model, "HorizontalPodAutoscaler")
+    pods = {m: d["spec"]["template"]["spec"] for m, d in by_model(cc, per_model, "Deployment").items()}
+    workers = {m: {e["name"]: e.get("value") for e in container(d)["env"]}["FLEET_WORKERS"]
+               for m, d in by_model(cc, per_model, "Deployment").items()}
+    assert (hpas["topics"]["spec"]["minReplicas"], hpas["topics"]["spec"]["maxReplicas"]) == (4, 12)
+    assert pods["topics"]["nodeSelector"] == {"fleet.example.com/pool": "topics"}
+    assert pods["topics"]["tolerations"][0]["value"] == "topics"
+    assert workers["topics"] == "2"
+    for model in set(MODELS) - {"topics"}:
+        assert (hpas[model]["spec"]["minReplicas"], hpas[model]["spec"]["maxReplicas"]) == (2, 4), model
+        assert "nodeSelector" not in pods[model] and "tolerations" not in pods[model], model
+        assert workers[model] == "1", model
+    topics = {"enabled": True, "replicaCount": 5}
+    manifests = cc.render(per_model_values(cc, autoscaling={"enabled": False}, perModel={"topics": topics}))
+    assert cc.find(manifests, "HorizontalPodAutoscaler") == []
+    replicas = {m: d["spec"]["replicas"] for m, d in by_model(cc, manifests, "Deployment").items()}
+    assert replicas == {**{m: 3 for m in MODELS}, "topics": 5}  # the others: values-prod.yaml's replicaCount
+
+
+def test_per_model_pods_are_the_all_in_one_pods(cc: ModuleType, rendered: dict, per_model: list) -> None:
+    """Same hardening, probes, scratch, token and database Secrets as the gateway; only the image, the
+    sizing, the scheduling and the model label differ."""
+
+    def comparable(deployment: dict[str, Any]) -> dict[str, Any]:
+        pod = dict(deployment["spec"]["template"]["spec"])
+        for key in ("nodeSelector", "tolerations", "affinity"):
+            pod.pop(key, None)
+        box = {key: value for key, value in container(deployment).items()
+               if key not in ("image", "resources")}
+        box["env"] = [item for item in box["env"] if item["name"] != "FLEET_WORKERS"]
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        return {**pod, "containers": [box], "annotations": annotations}
+
+    gateway = comparable(cc.find(rendered["prod"], "Deployment", FULLNAME)[0])
+    for model, deployment in by_model(cc, per_model, "Deployment").items():
+        assert comparable(deployment) == gateway, model
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["bento-fleet/model"] == model and labels["bento-fleet/track"] == "stable"
+        box = container(deployment)
+        workers = int({e["name"]: e.get("value") for e in box["env"]}["FLEET_WORKERS"])
+        assert workers <= quantity(box["resources"]["limits"]["cpu"])
+    monitor = cc.find(per_model, "ServiceMonitor")[0]
+    assert "bento-fleet/model" in monitor["spec"]["targetLabels"]
+    for service in cc.find(per_model, "Service"):
+        assert cc.selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+
+
+def test_the_all_in_one_has_no_model_objects(cc: ModuleType, rendered: dict) -> None:
+    for name, manifests in rendered.items():
+        assert "bento-fleet/model" not in str(manifests), name
+        assert cc.find(manifests, "Deployment", FULLNAME), name
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"canary": {"enabled": True, "image": {"tag": "1.1.0"}}}, "canary.enabled works in mode allInOne"),
+        ({"perModel": {"topics": {"enabled": True, "autoscaling": {"minReplicas": 20}}}}, "model topics"),
+        ({"perModel": {m: {"enabled": False} for m in MODELS}}, "every model disabled"),
+        ({"database": {"existingSecret": ""}}, r"database\.existingSecret is empty"),
+    ],
+)
+def test_per_model_refuses_to_render(cc: ModuleType, overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        cc.render(per_model_values(cc, **overrides))
+

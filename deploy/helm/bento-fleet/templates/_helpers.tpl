@@ -22,6 +22,22 @@ for the "-canary" suffix (Service names are DNS-1035 labels, at most 63 characte
 {{- printf "%s-canary" (include "bento-fleet.fullname" .) }}
 {{- end }}
 
+{{/* "true" in mode perModel, else empty (a string, for `if`). */}}
+{{- define "bento-fleet.perModel" -}}
+{{- if eq (toString .Values.mode) "perModel" }}true{{ end }}
+{{- end }}
+
+{{/* The name of one model's objects in mode perModel: (dict "ctx" $ "name" "names"). */}}
+{{- define "bento-fleet.modelName" -}}
+{{- printf "%s-%s" (include "bento-fleet.fullname" .ctx) .name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector of one model's pods in mode perModel: (dict "ctx" $ "name" "names"). */}}
+{{- define "bento-fleet.modelSelectorLabels" -}}
+{{ include "bento-fleet.selectorLabels" .ctx }}
+bento-fleet/model: {{ .name }}
+{{- end }}
+
 {{- define "bento-fleet.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -63,14 +79,19 @@ bento-fleet/track: {{ .track }}
 {{- end }}
 
 {{/* The pod template of one track: (dict "ctx" $ "track" "stable"|"canary" "repository" repo
-"tag" tag "resources" map). */}}
+"tag" tag "resources" map), plus in mode perModel "model" (dict "name" "workers" "nodeSelector"
+"tolerations" "affinity"): the model's label, and its values in place of the top-level ones. */}}
 {{- define "bento-fleet.podTemplate" -}}
 {{- $ := .ctx -}}
 {{- $v := $.Values -}}
+{{- $pod := .model | default (pick $v "workers" "nodeSelector" "tolerations" "affinity") -}}
 metadata:
   labels:
     {{- include "bento-fleet.labels" $ | nindent 4 }}
     bento-fleet/track: {{ .track }}
+    {{- with .model }}
+    bento-fleet/model: {{ .name }}
+    {{- end }}
     app.kubernetes.io/version: {{ .tag | quote }}
     {{- with $v.podLabels }}
     {{- toYaml . | nindent 4 }}
@@ -110,7 +131,7 @@ spec:
         - name: BENTOML_DO_NOT_TRACK
           value: "True"
         - name: FLEET_WORKERS
-          value: {{ $v.workers | quote }}
+          value: {{ $pod.workers | quote }}
         - name: FLEET_ADMIN_TOKEN
           valueFrom:
             secretKeyRef:
@@ -152,15 +173,15 @@ spec:
     - name: bentoml-home
       emptyDir:
         sizeLimit: {{ $v.scratch.sizeLimit }}
-  {{- with $v.nodeSelector }}
+  {{- with $pod.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with $v.affinity }}
+  {{- with $pod.affinity }}
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with $v.tolerations }}
+  {{- with $pod.tolerations }}
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
