@@ -39,6 +39,7 @@ VALUE_SETS: dict[str, tuple[str, ...]] = {
     "dev": ("values-dev.yaml",),
     "prod": ("values-prod.yaml",),
     "canary": ("values-prod.yaml", "values-canary.yaml"),
+    "perModel": ("values-prod.yaml", "values-per-model.yaml"),
 }
 # Kinds from CRDs, absent from the core schemas: the fields each one must have.
 CRD_REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
