@@ -157,7 +157,7 @@ def test_a_shuffled_label_challenger_is_rolled_back_on_live_accuracy(server: Any
     assert set(load.codes) == {200}
     assert routing(client)["stable"] == tags["good"] and routing(client)["canary"] is None
     metrics = client.get("/metrics").text
-    assert 'fleet_loop_events_total{model="titanic",kind="rolled_back"} 1.0' in metrics
+    assert 'fleet_loop_events_total{kind="rolled_back",model="titanic"} 1.0' in metrics
 
 
 def test_a_better_challenger_is_promoted_through_every_step(server: Any, tags: dict) -> None:
