@@ -199,16 +199,19 @@ class Fleet:
         self, request: Request, model: str, change: Annotated[RouteChange, Body()]
     ) -> dict:
         require_admin(request.headers, f"/admin/routing/{model}")
+        await loop_api.refuse_while_running(self.log and self.log.engine, model)
         return (await self.traffic.change(model, change.applied_to)).model_dump()
 
     @routes.post("/admin/routing/{model}/promote")
     async def admin_promote(self, request: Request, model: str) -> dict:
         require_admin(request.headers, f"/admin/routing/{model}/promote")
+        await loop_api.refuse_while_running(self.log and self.log.engine, model)
         return (await self.traffic.promote(model)).model_dump()
 
     @routes.post("/admin/routing/{model}/rollback")
     async def admin_rollback(self, request: Request, model: str) -> dict:
         require_admin(request.headers, f"/admin/routing/{model}/rollback")
+        await loop_api.refuse_while_running(self.log and self.log.engine, model)
         return (await self.traffic.rollback(model)).model_dump()
 
 

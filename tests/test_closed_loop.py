@@ -184,6 +184,8 @@ def test_a_server_killed_mid_rollout_resumes_it_after_a_restart(server: Any, tag
     challenger = tags["noise"] if stable != tags["noise"] else tags["good"]
     rollout = start(client, challenger, interval=3600)
     assert routing(client)["canary"] == challenger
+    by_hand = client.post("/admin/routing/titanic/promote", headers=ADMIN)  # the rollout owns the route
+    assert by_hand.status_code == 409 and "abort it first" in by_hand.json()["detail"]
     found.kill()
     clients.append(found.start())
     client = clients[-1]

@@ -61,6 +61,21 @@ async def abort(traffic: Traffic, engine: sa.Engine, model: str) -> dict[str, An
     return describe(await _database(rollout.abort(traffic, engine, model, "aborted by an admin")))
 
 
+async def refuse_while_running(engine: sa.Engine | None, model: str) -> None:
+    """A routing change by hand while a rollout drives the model would be undone by its next round
+    (the rollout's row is the truth): refuse it, and say how to take over. With the database down
+    the change goes ahead: a person rolling back by hand must not wait for it."""
+    if engine is None:
+        return
+    try:
+        running = await _database(asyncio.to_thread(state.running, engine, model))
+    except Problem:
+        return
+    if running:
+        raise Problem(409, {"detail": f"a rollout of {running[0]['tag']} drives {model}'s routing; "
+                                      f"abort it first (POST /admin/rollouts/{model}/abort)"})
+
+
 async def status(engine: sa.Engine, model: str | None, limit: int) -> dict[str, Any]:
     """Running rollouts with their last analysis, the latest ended ones, and the newest events."""
     recent = await _database(asyncio.to_thread(state.recent, engine, model, 20))
