@@ -7,6 +7,7 @@
     python -m fleet routing set MODEL --stable T [--canary T --weight W] [--shadow T]
     python -m fleet routing promote MODEL        canary becomes stable
     python -m fleet routing rollback MODEL       back to the previous stable
+    python -m fleet routing export [--out F]     the plan in force as YAML (from the database, if shared)
     python -m fleet rollout start MODEL TAG [--steps 5,25,50,100] [--interval 60s] [--shadow-first]
     python -m fleet rollout status [MODEL]       running rollouts, their last analysis, the loop's events
     python -m fleet rollout abort MODEL          stop the rollout, traffic back to the stable
@@ -26,7 +27,7 @@ import sys
 import httpx
 
 from fleet import cards, plan_sync, store
-from fleet.routing import RouteChange, load_plan
+from fleet.routing import RouteChange, load_plan, plan_text
 
 
 def list_models() -> None:
@@ -57,6 +58,15 @@ def _answer(response: httpx.Response) -> None:
 
 
 def routing(args: argparse.Namespace) -> None:
+    if args.action == "export":
+        current = plan_sync.read()
+        text = plan_text(current.routes, current.number)
+        if args.out:
+            with open(args.out, "w") as handle:
+                handle.write(text)
+        else:
+            print(text, end="")
+        return
     if args.file:
         _edit_plan_file(args)
         return
@@ -107,7 +117,7 @@ def _edit_plan_file(args: argparse.Namespace) -> None:
     try:
         current = plan_sync.read()
         routes = {**current.routes, args.model: _change(args).applied_to(current.routes[args.model])}
-        plan_sync.write(plan_sync.Revision(current.number + 1, routes))
+        plan_sync.write(plan_sync.Revision(current.number + 1, routes), held)
     finally:
         plan_sync.unlock(held)
     print(json.dumps({name: route.model_dump() for name, route in routes.items()}, indent=2))
@@ -121,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("cards")
     commands.add_parser("report", add_help=False)
     plan = commands.add_parser("routing")
-    plan.add_argument("action", choices=["show", "set", "promote", "rollback"])
+    plan.add_argument("action", choices=["show", "set", "promote", "rollback", "export"])
     plan.add_argument("model", nargs="?")
     plan.add_argument("--stable")
     plan.add_argument("--canary")
@@ -129,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     plan.add_argument("--shadow")
     plan.add_argument("--url", default="http://127.0.0.1:3000")
     plan.add_argument("--file", action="store_true", help="edit deploy/routing.yaml instead of a server")
+    plan.add_argument("--out", help="export: write the plan to this file")
     loop = commands.add_parser("rollout")
     loop.add_argument("action", choices=["start", "status", "abort"])
     loop.add_argument("model", nargs="?")

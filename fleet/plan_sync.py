@@ -1,4 +1,5 @@
-"""The routing plan shared by every worker of a server: one file, changed under a lock, followed by all.
+"""The routing plan shared by every worker of a server: one file, changed under a lock, followed by all
+(with a PostgreSQL ``DATABASE_URL`` the plan is a table instead, shared by every replica: ``fleet.plan_db``).
 
 A change is made by whichever worker received it: under an exclusive lock it re-reads the file (another
 worker may have changed another model meanwhile), loads and smoke-tests the new tags itself, then writes
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
+import sqlalchemy as sa
 import yaml
 
+from fleet import plan_db
 from fleet.paths import bentoml_home, state_dir, write_atomically
 from fleet.routing import Route, parse_plan, plan_path, save_plan, written_plan
 
@@ -36,13 +39,20 @@ class Revision:
 
 
 def read(path: Path | None = None) -> Revision:
+    """The plan in force (``path``: that file, whatever the mode)."""
+    if path is None and plan_db.shared():
+        return Revision(*plan_db.read())
     path = path or plan_path()
     raw = yaml.safe_load(path.read_text()) or {}
     return Revision(int(raw.pop("revision", 0)), parse_plan(raw))
 
 
-def stamp(path: Path | None = None) -> tuple[int, int, int] | None:
-    """What changes when the plan file is replaced; None when it is not there."""
+def stamp(path: Path | None = None) -> tuple[int, ...] | None:
+    """What changes when the plan changes (the file's identity, or the newest revision in the
+    database); None when there is none. Blocking: call it in a thread."""
+    if path is None and plan_db.shared():
+        found = plan_db.revision()
+        return None if found is None else (found,)
     try:
         info = os.stat(path or plan_path())
     except FileNotFoundError:
@@ -50,14 +60,24 @@ def stamp(path: Path | None = None) -> tuple[int, int, int] | None:
     return info.st_ino, info.st_mtime_ns, info.st_size
 
 
-def write(revision: Revision) -> None:
-    """Replace the plan file atomically and durably (the data and the folder entry are fsync'd)."""
+Held = IO[str] | sa.Connection  # what ``lock`` returns: the lock file, or the database session
+
+
+def write(revision: Revision, held: Held) -> None:
+    """Write the next revision, under ``held``: a new row in the database, or the plan file replaced
+    atomically and durably (the data and the folder entry are fsync'd)."""
+    if isinstance(held, sa.Connection):
+        plan_db.write(held, revision.number, revision.routes)
+        return
     save_plan(revision.routes, written_plan(), revision.number, durable=True)
 
 
-def lock() -> IO[str]:
+def lock() -> Held:
     """Wait for the right to change the plan: one change at a time across every worker and process on
-    this state folder. Blocking (call it in a thread); ``unlock`` what it returns."""
+    this state folder (every replica, in the database). Blocking (call it in a thread); ``unlock``
+    what it returns."""
+    if plan_db.shared():
+        return plan_db.lock()
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     handle = open(folder / "routing.lock", "w")  # noqa: SIM115 - held until unlock()
@@ -65,7 +85,10 @@ def lock() -> IO[str]:
     return handle
 
 
-def unlock(handle: IO[str]) -> None:
+def unlock(handle: Held) -> None:
+    if isinstance(handle, sa.Connection):
+        plan_db.unlock(handle)
+        return
     fcntl.flock(handle, fcntl.LOCK_UN)
     handle.close()
 

@@ -172,7 +172,7 @@ class Traffic:
                     raise Problem(409, {"detail": f"{model} keeps its plan: loading {route.served_tags()} "
                                                   f"failed: {failed}"})
                 written = plan_sync.Revision(current.number + 1, {**current.routes, model: route})
-                await asyncio.to_thread(plan_sync.write, written)
+                await asyncio.to_thread(plan_sync.write, written, held)
                 await self._catch_up(written)
             finally:
                 plan_sync.unlock(held)
@@ -195,7 +195,11 @@ class Traffic:
         seen = None  # the first look reads the file: it may have changed since this worker loaded it
         while True:
             await asyncio.sleep(plan_sync.POLL_SECONDS)
-            now = plan_sync.stamp()
+            try:
+                now = await asyncio.to_thread(plan_sync.stamp)
+            except Exception:  # the database may be away; the plan served stays, the next look retries
+                logger.warning("the routing plan's revision could not be read", exc_info=True)
+                continue
             if now is None or now == seen:
                 continue
             seen = now

@@ -224,7 +224,7 @@ def test_drift_on_a_schedule_triggers_a_gated_retraining_and_a_rollout(
         current = plan_sync.read()
         routes = {**current.routes, **{name: current.routes[name].model_copy(update={"triggers": rules})
                                        for name, rules in triggers.items()}}
-        plan_sync.write(plan_sync.Revision(current.number + 1, routes))
+        plan_sync.write(plan_sync.Revision(current.number + 1, routes), held)
     finally:
         plan_sync.unlock(held)
     started = time.monotonic()

@@ -80,6 +80,7 @@ from fleet.predlog.schema import (
     predictions,
     rollouts,
     rollup_state,
+    routing_plans,
     utcnow,
 )
 from fleet.predlog.spool import Spool
@@ -119,6 +120,7 @@ __all__ = [
     "predictions",
     "rollouts",
     "rollup_state",
+    "routing_plans",
     "utcnow",
     "write_now",
 ]

@@ -148,6 +148,15 @@ loop_events = sa.Table(
     sa.Index("ix_loop_events_model_time", "model", "created_at"),
 )
 
+# The routing plan when the fleet shares a PostgreSQL database (``fleet.plan_db``): one row per
+# revision, the newest is the plan every worker of every replica serves.
+routing_plans = sa.Table(
+    "routing_plans", metadata,
+    sa.Column("revision", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("routes", JSON, nullable=False),
+    sa.Column("written_at", UTCDateTime, nullable=False),
+)
+
 
 # -- rows ---------------------------------------------------------------------------------------------
 
