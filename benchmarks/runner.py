@@ -216,18 +216,20 @@ def check_alive(server: Server) -> None:
 
 
 def measure(server: Server, servers: ServerSet, model: str, settings: Settings, drive: Any) -> dict[str, Any]:
-    """One point, measured again (up to ``retries`` times) when other work loaded the machine; the
-    least contended attempt is kept and flagged ``contended`` if still above CONTENDED cores."""
+    """One point, measured again (up to ``retries`` times) when other work loaded the machine or the
+    window got no answer at all (a server's first answers after a cold start can outlast a short
+    window); the least contended answered attempt is kept, flagged ``contended`` if still above
+    CONTENDED cores."""
     attempts = [measure_once(server, servers, model, settings, drive)]
     check_alive(server)
-    while (other_load(attempts[-1]) > CONTENDED and len(attempts) <= settings.retries
-           and settings.retry_spent_s < settings.retry_budget_s):
+    while ((other_load(attempts[-1]) > CONTENDED or not attempts[-1]["rps"])
+           and len(attempts) <= settings.retries and settings.retry_spent_s < settings.retry_budget_s):
         began = time.monotonic()
         time.sleep(1)
         attempts.append(measure_once(server, servers, model, settings, drive))
         check_alive(server)
         settings.retry_spent_s += time.monotonic() - began
-    best = min(attempts, key=other_load)
+    best = min(attempts, key=lambda point: (not point["rps"], other_load(point)))
     return {**best, "contended": other_load(best) > CONTENDED, "attempts": len(attempts)}
 
 

@@ -1,8 +1,8 @@
 """The serving benchmark's harness, run for about a second per server on titanic with the tiny test
 models: results.json has the agreed shape, every run was answered, the report and plot are written.
-Timings are never asserted. The warm-up is a whole second: the session's gateway is started just
-before, beside the harness's own servers still booting, and its first answer took longer than a
-shorter warm-up and window (no answer in the window leaves a run without latencies)."""
+Timings are never asserted. The warm-up is a whole second and a point without a single answer is
+measured again (up to twice): in CI the session's gateway, measured first right after the harness
+booted its own servers, once left a short window unanswered."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ RUN_KEYS = {"server", "mode", "concurrency", "rate", "rps", "p50_ms", "p95_ms", 
 def test_benchmark_harness_writes_results(fleet_url: str, tmp_path: Path) -> None:
     out = main(["--models", "titanic", "--url", f"batched={fleet_url}", "--concurrency", "1", "4",
                 "--rates", "1.0", "--duration", "0.6", "--warmup", "1.0", "--ceiling-s", "0.05",
-                "--retries", "0", "--out", str(tmp_path)])
+                "--retries", "2", "--retry-budget", "10", "--out", str(tmp_path)])
     results = json.loads((out / "results.json").read_text())
     assert {"machine", "versions", "models"} <= set(results)
     assert len(results["machine"]["loadavg_start"]) == 3
