@@ -34,8 +34,12 @@ class BinaryPipelineModel:
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         return self.pipeline.predict_proba(frame.reindex(columns=self.features))[:, 1]
 
+    def score_rows(self, rows: list[dict]) -> np.ndarray:
+        """``predict_proba`` of request rows: what serving calls, so a model may answer it faster."""
+        return self.predict_proba(pd.DataFrame(rows))
+
 
 def binary_scores(model: BinaryPipelineModel, rows: list[dict], key: str) -> list[dict]:
     """A batch of rows → ``{key: 0 | 1, "probability": p}`` each (the loans and Titanic specs' scorer)."""
-    proba = model.predict_proba(pd.DataFrame(rows))
+    proba = model.score_rows(rows)
     return [{key: int(p > 0.5), "probability": round(float(p), 6)} for p in proba]

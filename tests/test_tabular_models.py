@@ -15,9 +15,10 @@ from bentos.loans.model import ApprovalModel
 from bentos.loans.schemas import EXAMPLE as APPLICATION
 from bentos.loans.schemas import Application, Applications
 from bentos.titanic import pipeline as titanic_pipeline
-from bentos.titanic.model import SurvivalModel
+from bentos.titanic.model import PROBES, SurvivalModel, build
 from bentos.titanic.schemas import Passenger, Passengers
 from fleet import store
+from fleet.compiled_booster import CompiledBooster
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,31 @@ def test_saved_models_answer_the_same_after_loading(titanic_run, loans_run) -> N
     assert survival.predict_proba(passengers)[1] > survival.predict_proba(passengers)[0]
     _, approval = store.load(loans_run.tag, ApprovalModel.load)
     assert 0 <= approval.predict_proba(pd.DataFrame([APPLICATION]))[0] <= 1
+
+
+def test_served_survival_answers_are_the_pipelines_exactly(titanic_run) -> None:
+    # Serving scores through the compiled booster; every passenger of the data set, and the probes'
+    # missing and boundary values, must get the pipeline's own probability, bit for bit.
+    from data.titanic import load
+
+    _, survival = store.load(titanic_run.tag, SurvivalModel.load)
+    frame = load()[SurvivalModel.features]
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records") + PROBES
+    assert survival._fast is not None
+    assert list(survival.score_rows(rows)) == list(survival.predict_proba(pd.DataFrame(rows)))
+
+
+def test_a_booster_the_compiler_cannot_reproduce_is_served_by_its_pipeline() -> None:
+    # A categorical split is outside what CompiledBooster reproduces: the model must say so and
+    # answer through the pipeline, with the same probabilities as ever.
+    from data.titanic import load
+
+    frame = load()
+    pipeline = build({**titanic_pipeline.DEFAULTS, "max_iter": 5})
+    pipeline.steps[-1][1].set_params(categorical_features=[2])  # Pclass, after the two Sex columns
+    model = SurvivalModel(pipeline.fit(frame, frame["Survived"]))
+    assert CompiledBooster.of(pipeline[-1]) is None and model._fast is None
+    assert list(model.score_rows(PROBES)) == list(model.predict_proba(pd.DataFrame(PROBES)))
 
 
 def test_the_seed_minimal_passenger_is_accepted_and_case_is_folded() -> None:
