@@ -20,7 +20,11 @@ from fleet.training import SEED, Timer, TrainingRun, progress, split_indices
 
 NAMES = {"sklearn": "digits_sklearn", "cnn": "digits_cnn"}
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "sklearn": {"C": 10.0, "gamma": 0.001, "calibration_folds": 5, "recentre": True, "seed": SEED},
+    # gamma: the best of 0.0005-0.003 (C 3-30 made no difference) by 5-fold CV on the training split
+    # with the shifted copies: 99.36 % at 0.0015-0.003 against 99.21 % at 0.001 (2026-12-02).
+    "sklearn": {
+        "C": 10.0, "gamma": 0.0015, "calibration_folds": 5, "recentre": True, "shift": 1, "seed": SEED,
+    },
     "cnn": {
         "channels": 32, "dropout": 0.25, "epochs": 40, "batch_size": 64, "learning_rate": 3e-3,
         "weight_decay": 1e-4, "shift": 1, "train_fraction": 1.0, "torch_threads": 1, "members": 3,
@@ -133,9 +137,37 @@ def recentred(images: np.ndarray) -> np.ndarray:
     return np.stack([normalise(np.kron(image, np.ones((4, 4))) * (255 / INK_MAX)) for image in images])
 
 
-def _fit_sklearn(images: np.ndarray, labels: np.ndarray, params: dict[str, Any]) -> SklearnDigits:
+def shifted_copies(images: np.ndarray, shift: int) -> list[np.ndarray]:
+    """Each image moved ``shift`` pixels left, right, up and down, the edge it leaves filled with no ink.
+
+    The SVM has no notion of neighbouring pixels, so a digit drawn a pixel off is a new point to it;
+    learning these copies (a "virtual SVM") took it from 98.15 % to 99.26 % held out.
+    """
+    padded = np.pad(images, ((0, 0), (shift, shift), (shift, shift)))
+    return [padded[:, shift + dy : shift + dy + SIZE, shift + dx : shift + dx + SIZE]
+            for dy, dx in ((0, shift), (0, -shift), (shift, 0), (-shift, 0))]
+
+
+def augmented(
+    images: np.ndarray, labels: np.ndarray, params: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training images with their re-centred and shifted copies, each image's copies side by side.
+
+    Side by side because the calibration folds (unshuffled, stratified) then take whole runs of one
+    class: an image and its copies land in the same fold, so the temperature is fitted on scores of
+    digits the fold's SVM has not seen in any form.
+    """
+    copies = [images]
     if params["recentre"]:
-        images, labels = np.concatenate([images, recentred(images)]), np.concatenate([labels, labels])
+        copies.append(recentred(images))
+    if params.get("shift", 0) > 0:
+        copies += shifted_copies(images, params["shift"])
+    stacked = np.stack(copies, axis=1)  # (n, copies, 8, 8)
+    return stacked.reshape(-1, SIZE, SIZE), np.repeat(labels, len(copies))
+
+
+def _fit_sklearn(images: np.ndarray, labels: np.ndarray, params: dict[str, Any]) -> SklearnDigits:
+    images, labels = augmented(images, labels, params)
     fitted = SklearnDigits.fit(images, labels, params)
     progress(NAMES["sklearn"], 1, 1, train_accuracy=accuracy_score(labels, fitted.predict(images)[0]))
     return fitted
