@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +59,16 @@ def replicas(pg: Any, routing_plan: Path, tmp_path_factory: pytest.TempPathFacto
     raw["titanic"]["rollout"] = POLICY
     seed.write_text(yaml.safe_dump(raw))
     url = pg.create_database()
-    found = []
-    for name in ("a", "b"):
-        server = Server({"DATABASE_URL": url, "FLEET_ROUTING": str(seed), "FLEET_ADMIN_TOKEN": ADMIN_TOKEN,
-                         "FLEET_WORKERS": "1", "FLEET_LOOP_SECONDS": "0.5",
-                         "FLEET_STATE_DIR": str(folder / f"state-{name}")})
-        found.append((server, server.start()))
-    yield found
-    for server, _ in found:
-        server.stop()
+    servers = [Server({"DATABASE_URL": url, "FLEET_ROUTING": str(seed), "FLEET_ADMIN_TOKEN": ADMIN_TOKEN,
+                       "FLEET_WORKERS": "1", "FLEET_LOOP_SECONDS": "0.5",
+                       "FLEET_STATE_DIR": str(folder / f"state-{name}")}) for name in ("a", "b")]
+    try:
+        with ThreadPoolExecutor(len(servers)) as pool:  # both boot at once, as replicas of a rollout do
+            clients = list(pool.map(Server.start, servers))
+        yield list(zip(servers, clients, strict=True))
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def titanic(client: httpx.Client) -> dict:
