@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -38,17 +39,28 @@ class Feedback(BaseModel):
 FeedbackBody = Feedback | Annotated[list[Feedback], Field(min_length=1, max_length=MAX_FEEDBACK)]
 
 
-async def with_database(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``call`` in a thread; a database that cannot be reached becomes a 503 with Retry-After (the
-    caller still holds what it sent: nothing it is owed was lost), never a 500."""
+UNAVAILABLE = "the prediction log's database is unavailable; try again shortly"
+
+
+@contextlib.contextmanager
+def unavailable_is_503(detail: str = UNAVAILABLE) -> Iterator[None]:
+    """A database that cannot be reached becomes a 503 with Retry-After (the edge adds it), never a
+    500; any other database error still propagates as the bug it is."""
     try:
-        return await asyncio.to_thread(call, *args, **kwargs)
+        yield
     except (DatabaseUnavailable, sa.exc.SQLAlchemyError) as error:
         if isinstance(error, sa.exc.SQLAlchemyError) and not is_unavailable(error):
             raise
         logger.warning("prediction log database unavailable: %s", error)
-        raise Problem(503, {"detail": "the prediction log's database is unavailable; nothing was stored, "
-                                      "try again shortly"}) from error  # the edge adds Retry-After
+        raise Problem(503, {"detail": detail}) from error
+
+
+async def with_database(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call`` in a thread, under ``unavailable_is_503``: the caller still holds what it sent, so
+    nothing it is owed was lost."""
+    with unavailable_is_503("the prediction log's database is unavailable; nothing was stored, "
+                            "try again shortly"):
+        return await asyncio.to_thread(call, *args, **kwargs)
 
 
 async def store_feedback(log: PredictionLog, models: list[str], body: FeedbackBody) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 import yaml
 
 from fleet.predlog import create_engine, migrate, routing_plans, utcnow
+from fleet.predlog.database import advisory_lock, advisory_unlock
 from fleet.routing import Route, parse_plan, plan_path
 
 KEY = int.from_bytes(hashlib.sha256(b"bento-fleet routing plan").digest()[:8], "big", signed=True)
@@ -91,16 +92,9 @@ def _insert(connection: sa.Connection, number: int, routes: dict[str, Route]) ->
 def lock() -> sa.Connection:
     """Wait for the right to change the plan across every replica (blocking; ``unlock`` it)."""
     connection = engine().connect()
-    connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": KEY})
-    connection.commit()
+    advisory_lock(connection, KEY)
     return connection
 
 
 def unlock(connection: sa.Connection) -> None:
-    try:
-        connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": KEY})
-        connection.commit()
-    except sa.exc.SQLAlchemyError:
-        connection.invalidate()  # the session, and its lock, go with the connection
-    finally:
-        connection.close()
+    advisory_unlock(connection, KEY)

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from fleet.http import Problem
 from fleet.loop import rollout, state
 from fleet.loop.policy import Seconds, Stage
-from fleet.predlog import DatabaseUnavailable, utcnow
-from fleet.predlog.database import is_unavailable
+from fleet.monitoring import unavailable_is_503
+from fleet.predlog import utcnow
 from fleet.traffic import Traffic
 
 T = TypeVar("T")
@@ -32,14 +32,8 @@ class RolloutStart(BaseModel):
 
 
 async def _database(work: Awaitable[T]) -> T:
-    """A database that cannot be reached is a 503 (the edge adds Retry-After), never a 500."""
-    try:
+    with unavailable_is_503():
         return await work
-    except (DatabaseUnavailable, sa.exc.SQLAlchemyError) as error:
-        if isinstance(error, sa.exc.SQLAlchemyError) and not is_unavailable(error):
-            raise
-        raise Problem(503, {"detail": "the prediction log's database is unavailable; try again shortly"}
-                      ) from error
 
 
 async def start(traffic: Traffic, engine: sa.Engine, model: str, request: RolloutStart) -> dict[str, Any]:

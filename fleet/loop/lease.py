@@ -8,7 +8,6 @@ a file beside the database, which the kernel drops with the process.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import tempfile
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import IO
 
 import sqlalchemy as sa
+
+from fleet.predlog.database import advisory_lock, advisory_unlock
 
 KEY = int.from_bytes(hashlib.sha256(b"bento-fleet closed loop").digest()[:8], "big", signed=True)
 
@@ -59,8 +60,7 @@ class Lease:
         except sa.exc.SQLAlchemyError:
             return False
         try:
-            got = connection.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": KEY}).scalar()
-            connection.commit()
+            got = advisory_lock(connection, KEY, wait=False)
         except sa.exc.SQLAlchemyError:
             connection.close()
             return False
@@ -74,14 +74,8 @@ class Lease:
         if self._file is not None:
             self._file.close()
             self._file = None
-        if self._connection is not None:  # a pooled connection would keep the lock: unlock, or drop it
-            try:
-                self._connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": KEY})
-                self._connection.commit()
-            except sa.exc.SQLAlchemyError:
-                self._connection.invalidate()
-            with contextlib.suppress(sa.exc.SQLAlchemyError):
-                self._connection.close()
+        if self._connection is not None:
+            advisory_unlock(self._connection, KEY)
             self._connection = None
 
 

@@ -8,16 +8,15 @@ unique index on ``active``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypedDict, TypeVar
 
 import sqlalchemy as sa
 from prometheus_client import Counter
 
-from fleet.predlog import DatabaseUnavailable, bounded, loop_events, rollouts, utcnow
-from fleet.predlog.database import is_unavailable
+from fleet.predlog import bounded, loop_events, rollouts, utcnow
+from fleet.predlog.database import transaction
 
 RUNNING, PROMOTED, ROLLED_BACK, ABORTED = "running", "promoted", "rolled_back", "aborted"
 T = TypeVar("T")
@@ -54,21 +53,8 @@ class AlreadyRunning(RuntimeError):
     """The model has a running rollout already; one at a time."""
 
 
-@contextmanager
-def _transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
-    try:
-        with engine.begin() as connection:
-            yield connection
-    except sa.exc.IntegrityError:
-        raise
-    except sa.exc.SQLAlchemyError as error:
-        if is_unavailable(error):
-            raise DatabaseUnavailable(str(error).splitlines()[0]) from error
-        raise
-
-
 def _read(engine: sa.Engine, read: Callable[[sa.Connection], T]) -> T:
-    with _transaction(engine) as connection:
+    with transaction(engine) as connection:
         return read(connection)
 
 
@@ -86,7 +72,7 @@ def begin(engine: sa.Engine, model: str, tag: str, baseline: str, policy: dict[s
            "state": RUNNING, "active": model, "reason": None, "analysis": None, "started_at": now,
            "stage_started_at": now, "updated_at": now}
     try:
-        with _transaction(engine) as connection:
+        with transaction(engine) as connection:
             found = connection.execute(rollouts.insert().values(**row).returning(rollouts.c.id))
             new_id = int(found.scalar_one())
             connection.execute(loop_events.insert().values(
@@ -109,7 +95,7 @@ def move(engine: sa.Engine, rollout: Rollout, kind: str, reason: str, evidence: 
     if state is not None:
         values |= {"state": state, "active": None, "reason": reason}
     r = rollouts.c
-    with _transaction(engine) as connection:
+    with transaction(engine) as connection:
         moved = connection.execute(rollouts.update().where(
             r.id == rollout["id"], r.state == RUNNING, r.stage == rollout["stage"]).values(**values))
         if moved.rowcount != 1:
@@ -122,7 +108,7 @@ def move(engine: sa.Engine, rollout: Rollout, kind: str, reason: str, evidence: 
 
 def note_analysis(engine: sa.Engine, rollout_id: int, analysis: dict[str, Any]) -> None:
     """Keep the last look at a running rollout's step (``fleet rollout status`` shows it)."""
-    with _transaction(engine) as connection:
+    with transaction(engine) as connection:
         connection.execute(rollouts.update().where(rollouts.c.id == rollout_id)
                            .values(analysis=bounded(analysis)))
 
@@ -130,7 +116,7 @@ def note_analysis(engine: sa.Engine, rollout_id: int, analysis: dict[str, Any]) 
 def record(engine: sa.Engine, model: str, kind: str, reason: str, evidence: dict[str, Any] | None = None,
            rollout_id: int | None = None) -> None:
     """An event that moves no rollout (a hold, a drift check, a retraining and its gate)."""
-    with _transaction(engine) as connection:
+    with transaction(engine) as connection:
         connection.execute(loop_events.insert().values(**_event_row(model, kind, reason, evidence,
                                                                     rollout_id)))
     EVENTS.labels(model, kind).inc()

@@ -83,6 +83,29 @@ def _migration_lock(connection: sa.Connection) -> Iterator[None]:
         yield
 
 
+def advisory_lock(connection: sa.Connection, key: int, wait: bool = True) -> bool:
+    """Take PostgreSQL's session advisory lock ``key`` on ``connection`` (``wait``: block until it is
+    free; otherwise whether it was free). It is held until ``advisory_unlock`` or until the session
+    ends, so a replica that dies frees it with its connection."""
+    query = "SELECT pg_advisory_lock(:key)" if wait else "SELECT pg_try_advisory_lock(:key)"
+    got = connection.execute(sa.text(query), {"key": key}).scalar()
+    connection.commit()  # the lock outlives the statement's implicit transaction
+    return wait or bool(got)
+
+
+def advisory_unlock(connection: sa.Connection, key: int) -> None:
+    """Release ``key`` and close ``connection``. A pooled connection would keep the lock, so if the
+    unlock fails the connection is dropped, and its session's locks with it."""
+    try:
+        connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        connection.commit()
+    except sa.exc.SQLAlchemyError:
+        connection.invalidate()
+    finally:
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            connection.close()
+
+
 def migrate(engine: sa.Engine, revision: str = "head") -> None:
     """Alembic ``upgrade revision`` on this database (the tables are created the first time)."""
     from alembic import command
@@ -137,11 +160,19 @@ def write_now(engine: sa.Engine, statement: Any, rows: list[dict[str, Any]]) -> 
     """
     if not rows:
         return 0
+    with transaction(engine) as connection:
+        connection.execute(statement, rows)
+    return len(rows)
+
+
+@contextlib.contextmanager
+def transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """``engine.begin()``, with a database that cannot be reached raised as ``DatabaseUnavailable``
+    (which callers map to 503) and every other error as itself."""
     try:
         with engine.begin() as connection:
-            connection.execute(statement, rows)
+            yield connection
     except sa.exc.SQLAlchemyError as error:
         if is_unavailable(error):
             raise DatabaseUnavailable(str(error).splitlines()[0]) from error
         raise
-    return len(rows)
