@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -56,14 +55,19 @@ def tags(routing_plan: Path) -> dict[str, str]:
     return {"good": yaml.safe_load(routing_plan.read_text())["titanic"]["stable"], "noise": noise}
 
 
+def plan_with_policy(routing_plan: Path, folder: Path) -> Path:
+    """A copy of the session's plan in ``folder`` whose titanic rollouts take ``POLICY``."""
+    plan = folder / "routing.yaml"
+    raw = yaml.safe_load(routing_plan.read_text())
+    raw["titanic"]["rollout"] = POLICY
+    plan.write_text(yaml.safe_dump(raw))
+    return plan
+
+
 @pytest.fixture(scope="module")
 def setup(routing_plan: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("loop")
-    plan = folder / "routing.yaml"
-    shutil.copy(routing_plan, plan)
-    raw = yaml.safe_load(plan.read_text())
-    raw["titanic"]["rollout"] = POLICY
-    plan.write_text(yaml.safe_dump(raw))
+    plan = plan_with_policy(routing_plan, folder)
     env = {"FLEET_ROUTING": str(plan), "FLEET_ADMIN_TOKEN": ADMIN_TOKEN, "FLEET_WORKERS": "2",
            "FLEET_LOOP_SECONDS": "0.5", "DATABASE_URL": f"sqlite:///{folder}/predlog.db",
            "FLEET_STATE_DIR": str(folder / "state")}

@@ -6,7 +6,6 @@ in one log, each once; killing one mid-rollout leaves the other driving it, with
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from fleet import plan_sync
 from fleet.loop.demo import Traffic, real_passengers
 from fleet.routing import load_plan
 from tests.conftest import ADMIN, ADMIN_TOKEN
-from tests.test_closed_loop import POLICY, Server, ended, start, tags, wait_for
+from tests.test_closed_loop import Server, ended, plan_with_policy, start, tags, wait_for
 
 __all__ = ["tags"]  # the shuffled-label challenger, trained once per module
 CONVERGED_WITHIN = 2.0
@@ -53,11 +52,7 @@ def test_the_plan_is_seeded_from_the_file_and_revised_under_its_lock(
 def replicas(pg: Any, routing_plan: Path, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[list[tuple[Server, httpx.Client]]]:
     folder = tmp_path_factory.mktemp("replicas")
-    seed = folder / "routing.yaml"
-    shutil.copy(routing_plan, seed)
-    raw = yaml.safe_load(seed.read_text())
-    raw["titanic"]["rollout"] = POLICY
-    seed.write_text(yaml.safe_dump(raw))
+    seed = plan_with_policy(routing_plan, folder)
     url = pg.create_database()
     servers = [Server({"DATABASE_URL": url, "FLEET_ROUTING": str(seed), "FLEET_ADMIN_TOKEN": ADMIN_TOKEN,
                        "FLEET_WORKERS": "1", "FLEET_LOOP_SECONDS": "0.5",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,6 +46,7 @@ class Driver:
         self.training: dict[str, asyncio.Task[None]] = {}
         self._errors_at: dict[tuple[int, int], dict[tuple[str, str], dict[str, float]]] = {}
         self._holding = False
+        self._armed: dict[str, datetime] = {}
 
     async def run(self) -> None:
         """Rounds for the worker's life; a failing round is logged and the next one tries again."""
@@ -111,12 +112,15 @@ class Driver:
 
     async def _due(self, model: str, kind: str, every: float) -> bool:
         """Whether ``every`` seconds have passed since the last ``kind`` event (or since the model's
-        triggers were first seen: the clock starts there, recorded so that a restart keeps it)."""
-        armed = await asyncio.to_thread(state.last_event_at, self.engine, model, "armed")
+        triggers were first seen: the clock starts there, recorded so that a restart keeps it; read
+        once per holder, since it never moves)."""
+        armed = self._armed.get(model) or await asyncio.to_thread(state.last_event_at, self.engine, model,
+                                                                  "armed")
         if armed is None:
             await asyncio.to_thread(state.record, self.engine, model, "armed", "triggers first seen",
                                     self.traffic.plan[model].triggers.model_dump())
             return False
+        self._armed[model] = armed
         last = await asyncio.to_thread(state.last_event_at, self.engine, model, kind)
         return utcnow() - max(armed, last or armed) >= timedelta(seconds=every)
 
