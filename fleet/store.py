@@ -7,6 +7,11 @@ file lock, so two training runs that race get different versions and never overw
 A served bento's store is read-only in the image (and the chart mounts nothing over it), so a model
 retrained there is saved beside it, in ``<state folder>/models``, and every lookup reads both: the
 store served from first, then the models trained here. Version numbers count both.
+
+``FLEET_TRAINED_MODELS`` names that second folder instead, and then every model trained by the server
+goes there, writable store or not: on several replicas it is a volume they all mount
+(ReadWriteMany; the chart's ``trainedModels.existingClaim``), so a version retrained through one
+replica is in every replica's store before the plan that names it is written.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 import bentoml
 
 from fleet import PROJECT_ROOT
-from fleet.paths import bentoml_home, state_dir
+from fleet.paths import state_dir
 
 _VERSION = re.compile(r"^v(\d+)$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -73,10 +78,13 @@ def latest(name: str) -> str | None:
 
 
 @contextmanager
-def _store_lock(name: str) -> Iterator[None]:
-    lock_dir = bentoml_home() / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{name}.lock", "w") as handle:
+def _store_lock(store: Any, name: str) -> Iterator[None]:
+    """The right to number ``name``'s next version in ``store``: a file in the store's own folder
+    (BentoML lists only folders there), so every process saving into it, on any replica sharing the
+    folder, takes the same lock."""
+    folder = Path(store._path)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".{name}.version-lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -95,12 +103,13 @@ def save(
 
     The metadata is completed with library versions, git commit and training time.
     """
-    with _store_lock(name):
+    target = _writable_store()
+    with _store_lock(target, name):
         found = versions(name)
         version = f"v{int(found[-1][1:]) + 1}" if found else "v1"
         with bentoml.models.create(
             f"{name}:{version}", labels=labels or {}, metadata=_without_none({**metadata, **provenance()}),
-            _model_store=_writable_store(),
+            _model_store=target,
         ) as ref:
             write(Path(ref.path))
     return f"{name}:{version}"
@@ -187,8 +196,9 @@ def store_path() -> Path:
 
 
 def trained_here() -> Path:
-    """Where models trained beside a read-only store go (see the module's docstring)."""
-    return state_dir() / "models"
+    """Where models trained beside a read-only store go, or every model trained when
+    ``FLEET_TRAINED_MODELS`` names the folder (see the module's docstring)."""
+    return Path(os.environ.get("FLEET_TRAINED_MODELS") or state_dir() / "models")
 
 
 def _stores() -> list[Any]:
@@ -204,11 +214,12 @@ def _stores() -> list[Any]:
 
 
 def _writable_store() -> Any:
-    """The store served from when it can be written, else the folder for models trained here."""
+    """The store served from when it can be written (and no shared folder is named), else the folder
+    for models trained here."""
     from bentoml._internal.models.model import ModelStore
 
     served = _stores()[0]
-    if os.access(served._path, os.W_OK):
+    if not os.environ.get("FLEET_TRAINED_MODELS") and os.access(served._path, os.W_OK):
         return served
     trained_here().mkdir(parents=True, exist_ok=True)
     return ModelStore(str(trained_here()))
