@@ -219,6 +219,28 @@ def test_prod_without_a_database_secret_does_not_render(cc: ModuleType) -> None:
     assert "database/existingSecret" in (cc.rejection({"database": {"existingSecret": "Not A Name"}}) or "")
 
 
+def test_prod_saves_trained_versions_on_the_shared_claim_and_a_lone_folder_is_warned(
+    cc: ModuleType, rendered: dict, per_model: list
+) -> None:
+    for manifests in (rendered["prod"], per_model):
+        for deployment in cc.find(manifests, "Deployment"):
+            pod = deployment["spec"]["template"]["spec"]
+            env = {item["name"]: item.get("value") for item in container(deployment)["env"]}
+            mounts = {m["name"]: m["mountPath"] for m in container(deployment)["volumeMounts"]}
+            claims = {v["name"]: v.get("persistentVolumeClaim") for v in pod["volumes"]}
+            assert claims["trained-models"] == {"claimName": "bento-fleet-trained-models"}
+            assert env["FLEET_TRAINED_MODELS"] == mounts["trained-models"]
+    dev = cc.find(rendered["dev"], "Deployment")[0]
+    assert "FLEET_TRAINED_MODELS" not in {item["name"] for item in container(dev)["env"]}
+    assert "NO SHARED MODEL FOLDER" not in notes(cc, cc.set_values("dev"))  # one pod: nothing to share
+    scaled = cc.set_values("prod")
+    scaled["trainedModels"]["existingClaim"] = ""
+    assert "WARNING: NO SHARED MODEL FOLDER" in notes(cc, scaled)
+    assert "NO SHARED MODEL FOLDER" not in notes(cc, cc.set_values("prod"))
+    bad_claim = cc.rejection({"trainedModels": {"existingClaim": "Bad Name"}})
+    assert bad_claim is not None and "trainedModels/existingClaim" in bad_claim
+
+
 # mode perModel: each model's own bento (bentos/<model>/service.py) in its own Deployment, routed by path.
 PER_MODEL = ("values-prod.yaml", "values-per-model.yaml")
 MODELS = ("names", "loans", "digits", "topics", "titanic")

@@ -56,7 +56,8 @@ def replicas(pg: Any, routing_plan: Path, tmp_path_factory: pytest.TempPathFacto
     url = pg.create_database()
     servers = [Server({"DATABASE_URL": url, "FLEET_ROUTING": str(seed), "FLEET_ADMIN_TOKEN": ADMIN_TOKEN,
                        "FLEET_WORKERS": "1", "FLEET_LOOP_SECONDS": "0.5",
-                       "FLEET_STATE_DIR": str(folder / f"state-{name}")}) for name in ("a", "b")]
+                       "FLEET_STATE_DIR": str(folder / f"state-{name}"),
+                       "FLEET_TRAINED_MODELS": str(folder / "trained-models")}) for name in ("a", "b")]
     try:
         with ThreadPoolExecutor(len(servers)) as pool:  # both boot at once, as replicas of a rollout do
             clients = list(pool.map(Server.start, servers))
@@ -110,6 +111,26 @@ def test_predictions_through_both_replicas_land_in_one_log_once(replicas: list) 
     rows = [r for r in a.get("/admin/predictions", params={"model": "titanic", "limit": 1000},
                              headers=ADMIN).json() if r["request_id"] in sent]
     assert sorted(r["request_id"] for r in rows) == sorted(sent)  # every one, once
+
+
+def test_a_version_retrained_through_one_replica_is_served_by_the_other(replicas: list) -> None:
+    # Both replicas mount one trained-models folder (the chart's trainedModels claim): the version
+    # trained through A is saved there, so B loads it when the plan that names it arrives.
+    (_, a), (_, b) = replicas
+    trained = a.put("/titanic/run-pipeline", headers=ADMIN, timeout=300)
+    assert trained.status_code == 200, trained.text
+    result = trained.json()
+    assert result["promoted"], result
+    new = result["new_model_version"]
+    done = time.monotonic()
+    folder = Path(replicas[0][0].env["FLEET_TRAINED_MODELS"])
+    assert (folder / "titanic" / new).is_dir()  # on the shared folder, not in either replica's store
+    seconds = converge(b, {"stable": f"titanic:{new}"})
+    answer = b.post("/titanic/predict", json=[{"Sex": "female", "Pclass": 1}])
+    assert answer.status_code == 200 and answer.json()["model_version"] == new
+    print(f"\nretrained through A, served by B {seconds * 1000:.0f} ms after A answered "
+          f"({time.monotonic() - done:.1f} s including the check)")
+    assert seconds < CONVERGED_WITHIN
 
 
 def test_killing_a_replica_mid_rollout_leaves_the_other_driving_it(replicas: list, tags: dict) -> None:

@@ -147,6 +147,10 @@ spec:
         {{- else if $v.database.required }}
         {{- fail "database.required is true but database.existingSecret is empty: create a Secret with the prediction log's PostgreSQL URL (see values.yaml) and name it in database.existingSecret" }}
         {{- end }}
+        {{- if $v.trainedModels.existingClaim }}
+        - name: FLEET_TRAINED_MODELS
+          value: {{ $v.trainedModels.mountPath | quote }}
+        {{- end }}
         {{- range $name, $value := $v.env }}
         - name: {{ $name }}
           value: {{ $value | toString | quote }}
@@ -166,6 +170,10 @@ spec:
           mountPath: /tmp
         - name: bentoml-home
           mountPath: {{ $v.scratch.bentomlHome }}
+        {{- if $v.trainedModels.existingClaim }}
+        - name: trained-models
+          mountPath: {{ $v.trainedModels.mountPath }}
+        {{- end }}
   volumes:
     - name: tmp
       emptyDir:
@@ -173,6 +181,11 @@ spec:
     - name: bentoml-home
       emptyDir:
         sizeLimit: {{ $v.scratch.sizeLimit }}
+    {{- if $v.trainedModels.existingClaim }}
+    - name: trained-models
+      persistentVolumeClaim:
+        claimName: {{ $v.trainedModels.existingClaim | quote }}
+    {{- end }}
   {{- with $pod.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
