@@ -18,6 +18,7 @@ from fleet.http import RequestId, serve_problems
 from fleet.lifetime import Readiness, die_with_parent
 from fleet.openapi import Described, Docs
 from fleet.retrain import challenge
+from fleet.root_bodies import parse_root_bodies_once
 from fleet.routing import route
 from fleet.traffic import Traffic
 
@@ -131,6 +132,7 @@ def add_edge(service: Any, describe: Callable[[], Described], admin: tuple[str, 
     admission, request ids, and ``/readyz`` naming its generation; and the one handler that turns a
     ``Problem`` raised under any route into its answer."""
     serve_problems()
+    parse_root_bodies_once()
     service.add_asgi_middleware(Edge, admin=("/admin", *admin))
     service.add_asgi_middleware(Docs, describe=describe)
     service.add_asgi_middleware(Admission, exempt=admin)

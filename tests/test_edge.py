@@ -247,3 +247,31 @@ def test_metrics_stay_bounded_whatever_paths_callers_invent(gateway: LocalServer
     assert abs(len(text) - before) / before < 0.01
     assert 'endpoint="/names/get_prediction"' in text and 'endpoint="/{model}/feedback"' in text
     assert 'endpoint="other"' in text
+
+
+def test_list_bodies_are_parsed_as_bentoml_does_without_a_schema_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # BentoML's root-input parser built a JSON schema for every request (over half of titanic's CPU
+    # under load); after parse_root_bodies_once it is built once per input class, with the same
+    # answers and the same refusals.
+    from _bentoml_sdk.io_models import IORootModel, ensure_io_descriptor
+    from pydantic import TypeAdapter, ValidationError
+
+    from bentos.titanic.schemas import Passengers
+    from fleet.root_bodies import parse_root_bodies_once
+
+    parse_root_bodies_once()
+    descriptor = ensure_io_descriptor(Passengers)
+    assert issubclass(descriptor, IORootModel)
+    built = []
+    schema = TypeAdapter.json_schema
+    monkeypatch.setattr(TypeAdapter, "json_schema",
+                        lambda self, *a, **k: built.append(1) or schema(self, *a, **k))
+    body = json.dumps([PASSENGER, {"Sex": "female"}]).encode()
+    parsed = [descriptor.model_validate_json(body) for _ in range(3)]
+    assert len(built) <= 1
+    assert [p.model_dump()[1]["Sex"] for p in parsed] == ["female"] * 3
+    assert parsed[0].model_dump() == descriptor.model_validate(json.loads(body)).model_dump()
+    with pytest.raises(ValidationError, match="Sex"):
+        descriptor.model_validate_json(json.dumps([{"Age": 3}]))
