@@ -187,10 +187,11 @@ class Fleet:
     @routes.get("/admin/routing")
     async def admin_routing(self, request: Request) -> dict:
         require_admin(request.headers, "/admin/routing")
-        workers = plan_sync.workers()
+        workers = await asyncio.to_thread(plan_sync.workers)
         return {name: {**route.model_dump(), "loaded": self.traffic.loaded()[name],
-                       "workers": [{"worker": w["worker"], "revision": w["revision"],
-                                    "loaded": w["loaded"].get(name, []), "error": w["errors"].get(name)}
+                       "workers": [{"replica": w.get("replica"), "worker": w["worker"],
+                                    "revision": w["revision"], "loaded": w["loaded"].get(name, []),
+                                    "error": w["errors"].get(name)}
                                    for w in workers]}
                 for name, route in self.traffic.plan.items()}
 

@@ -6,20 +6,27 @@ revision (an index lookup every 250 ms, ``fleet.plan_sync``) and follows it, so 
 any replica is served by all of them within a second or two. An empty table is seeded from the plan
 file (``deploy/routing.yaml``, or the bento's packed plan); ``python -m fleet routing export`` writes
 the plan back out. Without PostgreSQL the plan stays a file, as on one machine.
+
+Every worker of every replica also keeps a row in ``plan_workers`` (what it serves, refreshed every
+second), so a change is acknowledged once every live worker of the fleet serves it (or has said why
+not), and ``/admin/routing`` shows each replica's workers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import socket
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 import yaml
+from sqlalchemy.dialects import postgresql
 
-from fleet.predlog import create_engine, migrate, routing_plans, utcnow
+from fleet.predlog import create_engine, migrate, plan_workers, routing_plans, utcnow
 from fleet.predlog.database import advisory_lock, advisory_unlock
 from fleet.routing import Route, parse_plan, plan_path
 
@@ -98,3 +105,37 @@ def lock() -> sa.Connection:
 
 def unlock(connection: sa.Connection) -> None:
     advisory_unlock(connection, KEY)
+
+
+# -- what every worker of every replica serves ----------------------------------------------------------
+
+LIVE_SECONDS = 3.0  # a worker not seen for this long is gone (workers refresh their row every second)
+FORGET_SECONDS = 3600.0
+
+
+def replica() -> str:
+    """This server among the replicas: the host (the pod's name on Kubernetes) and its arbiter's pid."""
+    return f"{socket.gethostname()}:{os.getppid()}"
+
+
+def publish_worker(status: dict[str, Any]) -> None:
+    """Upsert this worker's row (``status``: what ``plan_sync.publish`` records), and forget the rows of
+    replicas gone for an hour."""
+    now = utcnow()
+    row = {"replica": replica(), "pid": os.getpid(), "status": status, "seen_at": now}
+    upsert = postgresql.insert(plan_workers).values(row)
+    upsert = upsert.on_conflict_do_update(index_elements=["replica", "pid"],
+                                          set_={"status": upsert.excluded.status, "seen_at": now})
+    with engine().begin() as connection:
+        connection.execute(upsert)
+        connection.execute(plan_workers.delete().where(
+            plan_workers.c.seen_at < now - timedelta(seconds=FORGET_SECONDS)))
+
+
+def live_workers() -> list[dict[str, Any]]:
+    """Every worker of every replica seen in the last ``LIVE_SECONDS``, each with its replica."""
+    since = utcnow() - timedelta(seconds=LIVE_SECONDS)
+    with engine().connect() as connection:
+        rows = connection.execute(sa.select(plan_workers).where(plan_workers.c.seen_at >= since)
+                                  .order_by(plan_workers.c.replica, plan_workers.c.pid)).all()
+    return [{**row.status, "replica": row.replica} for row in rows]

@@ -28,6 +28,12 @@ from fleet.paths import bentoml_home, state_dir, write_atomically
 from fleet.routing import Route, parse_plan, plan_path, save_plan, written_plan
 
 POLL_SECONDS = 0.25
+HEARTBEAT_SECONDS = 1.0  # across replicas, each worker refreshes its row this often (plan_db.LIVE_SECONDS)
+
+
+def across_replicas() -> bool:
+    """Whether the plan (and every worker's status) is shared by replicas through the database."""
+    return plan_db.shared()
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,8 @@ def publish(worker: int, revision: int, loaded: dict[str, list[str]], errors: di
     status = {"worker": worker, "pid": os.getpid(), "generation": os.getppid(), "revision": revision,
               "loaded": loaded, "errors": errors, "at": time.time()}
     write_atomically(_status_dir() / f"{os.getpid()}.json", json.dumps(status))
+    if plan_db.shared():  # blocking: the worker calls this in a thread once it serves
+        plan_db.publish_worker(status)
 
 
 def own_status() -> dict[str, Any] | None:
@@ -117,7 +125,10 @@ def own_status() -> dict[str, Any] | None:
 
 
 def workers() -> list[dict[str, Any]]:
-    """The status of every live worker of this server (this generation), by worker index."""
+    """The status of every live worker: of every replica when the plan is in the database (blocking:
+    call it in a thread), else of this server (this generation), by worker index."""
+    if plan_db.shared():
+        return plan_db.live_workers()
     found = []
     for path in sorted(_status_dir().glob("*.json")):
         try:

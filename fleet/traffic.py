@@ -67,6 +67,7 @@ class Traffic:
         for name in specs:  # a series from the start, so a rate over it is 0, not absent
             SHADOW_DROPPED.labels(name)
         self._publish()
+        self._reported_at = time.monotonic()
 
     def spec(self, model: str) -> ModelSpec:
         return self.models[model].spec
@@ -181,7 +182,8 @@ class Traffic:
 
     async def _others_follow(self, revision: int) -> None:
         """Wait (at most ``FOLLOW_SECONDS``) until every live worker serves ``revision`` or has said why
-        not, so the caller's next request sees the change whichever worker answers it."""
+        not, so the caller's next request sees the change whichever worker answers it: every worker of
+        this server, or of every replica when the plan is in the database."""
         deadline = time.monotonic() + FOLLOW_SECONDS
         while time.monotonic() < deadline:
             statuses = await asyncio.to_thread(plan_sync.workers)
@@ -195,6 +197,9 @@ class Traffic:
         seen = None  # the first look reads the file: it may have changed since this worker loaded it
         while True:
             await asyncio.sleep(plan_sync.POLL_SECONDS)
+            due = time.monotonic() - self._reported_at >= plan_sync.HEARTBEAT_SECONDS
+            if due and plan_sync.across_replicas():
+                await self._report()  # other replicas count this worker live while it reports
             try:
                 now = await asyncio.to_thread(plan_sync.stamp)
             except Exception:  # the database may be away; the plan served stays, the next look retries
@@ -222,7 +227,7 @@ class Traffic:
                     self.errors[model] = f"revision {revision.number}: {failed}"
                     logger.error("worker %d keeps its plan for %s: %s", self.worker, model, failed)
         self.revision = max(self.revision, revision.number)
-        self._publish()
+        await self._report()
 
     async def _apply(self, model: str, route: Route) -> str | None:
         """Hold ``route``'s tags (and the old ones, for requests already routed to them); None or why not."""
@@ -249,6 +254,15 @@ class Traffic:
 
     def _publish(self) -> None:
         plan_sync.publish(self.worker, self.revision, self.loaded(), dict(self.errors))
+
+    async def _report(self) -> None:
+        """``_publish`` off the event loop (across replicas it is a database write); a database that is
+        away only delays it, and the next heartbeat tries again."""
+        self._reported_at = time.monotonic()
+        try:
+            await asyncio.to_thread(self._publish)
+        except Exception:
+            logger.warning("worker %d could not publish what it serves", self.worker, exc_info=True)
 
     def loaded(self) -> dict[str, list[str]]:
         return {name: sorted(m.versions.models, key=lambda v: int(v[1:])) for name, m in self.models.items()}

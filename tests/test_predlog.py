@@ -289,7 +289,7 @@ def test_migrations_keep_existing_rows(db_url: str, tmp_path: Path) -> None:
                                                        "created_at": datetime.now(UTC)}])
     engine.dispose()
     with open_log(db_url, tmp_path) as log:
-        assert predlog.current_revision(log.engine) == "0005"
+        assert predlog.current_revision(log.engine) == "0006"
         assert [r["id"] for r in log.query(request_id="old-1")] == [old.id]
         assert log.live_accuracy("loans", "v1").value == 1.0
         assert log.save_drift("loans", "v1", [{"feature": "age", "kind": "numeric", "measure": "psi",

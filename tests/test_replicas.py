@@ -88,6 +88,10 @@ def test_a_change_through_one_replica_is_served_by_the_other(replicas: list, tag
         via, other = (a, b) if step % 2 == 0 else (b, a)
         change = {"stable": stable, "canary": tags["noise"], "canary_weight": weight}
         assert via.put("/admin/routing/titanic", json=change, headers=ADMIN).status_code == 200
+        # acknowledged once every worker of both replicas serves it (their rows in plan_workers)
+        workers = titanic(via)["workers"]
+        assert len({w["replica"] for w in workers}) == 2
+        assert len({w["revision"] for w in workers}) == 1 and not any(w["error"] for w in workers)
         seconds.append(converge(other, {"canary": tags["noise"], "canary_weight": weight}))
     assert a.post("/admin/routing/titanic/promote", headers=ADMIN).status_code == 200
     seconds.append(converge(b, {"stable": tags["noise"], "canary": None}))

@@ -157,6 +157,16 @@ routing_plans = sa.Table(
     sa.Column("written_at", UTCDateTime, nullable=False),
 )
 
+# One row per serving worker of every replica on the database, refreshed every second
+# (``fleet.plan_db.publish_worker``): what it serves, so a plan change waits for every replica.
+plan_workers = sa.Table(
+    "plan_workers", metadata,
+    sa.Column("replica", sa.String(255), primary_key=True),
+    sa.Column("pid", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("status", JSON, nullable=False),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+)
+
 
 # -- rows ---------------------------------------------------------------------------------------------
 
