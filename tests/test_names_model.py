@@ -145,3 +145,20 @@ def test_the_names_card_has_a_confusion_summary(routing_plan: Path) -> None:
     assert section.count("\n| ") >= 4 and "accuracy" in section and "most confused with" in section
     assert "## Answers to expect" in text and "| Jordan |" in text
     assert "## When the answer is flagged not confident" in text
+
+
+def test_a_version_saved_before_pooling_loads_as_last_state_pooling(tmp_path: Path) -> None:
+    """Versions saved before the max-pooling option have no ``pooling`` in their config: they load as
+    the final-state network they were trained as."""
+    import json
+
+    torch.manual_seed(0)
+    old = NationalityModel.create([f"class{i}" for i in range(4)],
+                                  {"hidden_size": 16, "embedding_dim": 8, "pooling": "last"})
+    old.save(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["hyper"]["pooling"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = NationalityModel.load(tmp_path)
+    assert loaded.network.pooling == "last"
+    assert loaded.top_n(NAMES, 4) == old.top_n(NAMES, 4)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
 from data.name_text import ALPHABET, MAX_NAME_CHARS, normalise
 
@@ -25,7 +25,14 @@ WEIGHTS, CONFIG = "weights.pt", "config.json"
 # about seven answers in ten are confident and nine in ten of those are right (0.5 let Jordan and Smith
 # through at 0.6); the rest are right less than half the time.
 CONFIDENT_PROBABILITY = 0.7
-HYPER_DEFAULTS: dict[str, Any] = {"embedding_dim": 32, "hidden_size": 128, "num_layers": 1, "dropout": 0.3}
+HYPER_DEFAULTS: dict[str, Any] = {
+    "embedding_dim": 32, "hidden_size": 128, "num_layers": 1, "dropout": 0.3, "pooling": "last+max",
+}
+# "last": the two directions' final states only (every version saved before 2026-12-02: a config
+# without ``pooling`` loads as "last"); "last+max": also each feature's largest value over the name's
+# positions, so a telling ending or syllable counts wherever it sits (78.0 -> 78.3 % top-1 and
+# 92.3 -> 92.9 % top-3 on the same data; the head is twice as wide, the GRU unchanged).
+POOLINGS = ("last", "last+max")
 
 
 @dataclass(frozen=True)
@@ -56,22 +63,30 @@ def batch(encoded: list[list[int]]) -> tuple[Tensor, Tensor]:
 
 
 class SurnameGRU(nn.Module):
-    """Embedding → bidirectional GRU over packed sequences → linear; both ends of a name carry signal."""
+    """Embedding → bidirectional GRU over packed sequences → linear; both ends of a name carry signal,
+    and with ``pooling="last+max"`` so does its middle."""
 
     def __init__(self, vocab_size: int, n_classes: int, *, embedding_dim: int, hidden_size: int,
-                 num_layers: int, dropout: float) -> None:
+                 num_layers: int, dropout: float, pooling: str = "last") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
+        self.pooling = pooling
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
         self.rnn = nn.GRU(embedding_dim, hidden_size, num_layers=num_layers, batch_first=True,
                           bidirectional=True, dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * hidden_size, n_classes)
+        self.head = nn.Linear((2 if pooling == "last" else 4) * hidden_size, n_classes)
 
     def forward(self, codes: Tensor, lengths: Tensor) -> Tensor:
         """Class logits; padding never enters the GRU, so a name scores the same in any batch."""
         packed = pack_padded_sequence(self.embedding(codes), lengths, batch_first=True, enforce_sorted=False)
-        _, hidden = self.rnn(packed)  # (layers * 2, batch, hidden), already in input order
-        return self.head(self.dropout(torch.cat([hidden[-2], hidden[-1]], dim=1)))
+        outputs, hidden = self.rnn(packed)  # hidden: (layers * 2, batch, hidden), already in input order
+        features = torch.cat([hidden[-2], hidden[-1]], dim=1)
+        if self.pooling == "last+max":
+            steps, _ = pad_packed_sequence(outputs, batch_first=True, padding_value=-torch.inf)
+            features = torch.cat([features, steps.amax(dim=1)], dim=1)
+        return self.head(self.dropout(features))
 
 
 class NationalityModel:

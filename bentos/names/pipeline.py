@@ -22,7 +22,9 @@ NAME = "names"
 DEFAULTS: dict[str, Any] = {
     **HYPER_DEFAULTS,
     "per_class": PER_CLASS, "min_share": MIN_SHARE, "max_rank": MAX_RANK, "epochs": 8, "patience": 2,
-    "batch_size": 128, "learning_rate": 3e-3,
+    # 256 names a step at a slightly higher rate, tried together with 6,000 names a class (81.1 % top-1,
+    # 93.7 % top-3): half the steps through the GRU's per-character loop for the larger sample.
+    "batch_size": 256, "learning_rate": 4e-3,
     "weight_decay": 0.0, "threads": 1, "seed": SEED,
 }
 TINY: dict[str, Any] = {"per_class": 30, "epochs": 2, "hidden_size": 16, "embedding_dim": 8}
