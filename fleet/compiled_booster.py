@@ -10,8 +10,11 @@ baseline, and the same ``expit``, so the probabilities are identical, not merely
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.special import expit
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 
@@ -50,6 +53,10 @@ class CompiledBooster:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Probability of the positive class for each row of ``x`` (float64, the booster's columns)."""
+        return expit(self.raw(x))
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """The booster's ``decision_function``: its raw score for each row."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected rows of {self.n_features} features, got shape {x.shape}")
@@ -65,5 +72,30 @@ class CompiledBooster:
         leaves = self.value.take(node)
         # sklearn adds each tree's value to the baseline in turn: a running sum in the same order
         # gives bit-identical raw scores (a pairwise sum would differ in the last bits).
-        raw = np.cumsum(np.column_stack([np.full(len(x), self.baseline), leaves]), axis=1)[:, -1]
-        return expit(raw)
+        return np.cumsum(np.column_stack([np.full(len(x), self.baseline), leaves]), axis=1)[:, -1]
+
+
+class CompiledCalibrated:
+    """A binary ``CalibratedClassifierCV`` over boosters: each fold's compiled booster, its own sklearn
+    calibrator (sigmoid or isotonic, already vectorised), and the folds' mean as sklearn takes it."""
+
+    def __init__(self, folds: list[tuple[CompiledBooster, Any]]) -> None:
+        self.folds = folds
+
+    @classmethod
+    def of(cls, model: object) -> CompiledCalibrated | None:
+        if not isinstance(model, CalibratedClassifierCV) or len(model.classes_) != 2:
+            return None
+        if model.method not in ("sigmoid", "isotonic"):
+            return None
+        folds = [(CompiledBooster.of(fold.estimator), fold.calibrators[0])
+                 for fold in model.calibrated_classifiers_]
+        if any(booster is None for booster, _ in folds):
+            return None
+        return cls(folds)  # type: ignore[arg-type]
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        total = np.zeros(len(x))
+        for booster, calibrator in self.folds:
+            total += calibrator.predict(booster.raw(x))
+        return total / len(self.folds)

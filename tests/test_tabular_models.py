@@ -70,6 +70,17 @@ def test_served_survival_answers_are_the_pipelines_exactly(titanic_run) -> None:
     assert list(survival.score_rows(rows)) == list(survival.predict_proba(pd.DataFrame(rows)))
 
 
+def test_served_approvals_are_the_pipelines_exactly(loans_run) -> None:
+    # Five calibrated boosters compiled to numpy: every application of the data set must get the
+    # pipeline's own calibrated probability, bit for bit.
+    from data.loans import load
+
+    _, approval = store.load(loans_run.tag, ApprovalModel.load)
+    rows = load()[ApprovalModel.features].to_dict("records")
+    assert approval._fast is not None
+    assert list(approval.score_rows(rows)) == list(approval.predict_proba(pd.DataFrame(rows)))
+
+
 def test_a_booster_the_compiler_cannot_reproduce_is_served_by_its_pipeline() -> None:
     # A categorical split is outside what CompiledBooster reproduces: the model must say so and
     # answer through the pipeline, with the same probabilities as ever.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from fleet.compiled_booster import CompiledCalibrated
 from fleet.tabular import BinaryPipelineModel
 
 NUMERIC = ["reports", "age", "income", "dependents", "months", "majorcards", "active"]
@@ -69,7 +71,43 @@ def build(params: dict[str, Any]) -> Pipeline:
     return make_pipeline(columns, calibrated)
 
 
+# The README's application, then each field moved alone through its range (zeros, booleans both ways,
+# extremes): a compiled scorer must answer all of them exactly as the pipeline does before it serves.
+# Kept short because the check runs the pipeline itself each time a worker loads the model.
+BASE = {"reports": 0, "age": 37.7, "income": 4.52, "owner": True, "selfemp": False, "dependents": 3,
+        "months": 54, "majorcards": 1, "active": 12}
+PROBE_VALUES: dict[str, tuple[Any, ...]] = {
+    "reports": (1, 5, 100), "age": (18.0, 80.0, 120.0), "income": (0.0, 1.5, 20.0, 1000.0),
+    "owner": (False,), "selfemp": (True,), "dependents": (0, 30), "months": (0, 600, 1200),
+    "majorcards": (0, 50), "active": (0, 100, 500)}
+PROBES = [BASE, *({**BASE, field: value} for field, values in PROBE_VALUES.items() for value in values)]
+
+
+def encode(rows: list[dict[str, Any]], scaler: StandardScaler) -> np.ndarray:
+    """The column transformer's output for request rows, in numpy: log1p then the fitted scaler on
+    the numeric columns (the same operations in the same order), then the flags as floats."""
+    numeric = np.log1p(np.array([[r[f] for f in NUMERIC] for r in rows], dtype=float))
+    numeric -= scaler.mean_
+    numeric /= scaler.scale_
+    flags = np.array([[r[f] for f in FLAGS] for r in rows], dtype=float)
+    return np.hstack([numeric, flags])
+
+
 class ApprovalModel(BinaryPipelineModel):
-    """A fitted pipeline: a frame of applications → calibrated probability of approval."""
+    """A fitted pipeline: a frame of applications → calibrated probability of approval.
+
+    Serving scores rows through ``compile``'s numpy form (five calibrated boosters were 1,000 Python
+    calls per request), checked equal to the pipeline on ``PROBES`` when loaded.
+    """
 
     features = FEATURES
+    probes = PROBES
+
+    @classmethod
+    def compile(cls, pipeline: Pipeline) -> Callable[[list[dict[str, Any]]], np.ndarray] | None:
+        columns, calibrated = pipeline[0], CompiledCalibrated.of(pipeline[-1])
+        named = {name: cols for name, step, cols in columns.transformers_ if step != "drop"}
+        if calibrated is None or len(pipeline) != 2 or named != {"numeric": NUMERIC, "flags": FLAGS}:
+            return None
+        scaler = columns.named_transformers_["numeric"][-1]
+        return lambda rows: calibrated.predict_proba(encode(rows, scaler))
