@@ -33,7 +33,7 @@ serve: venv
 ## The whole test suite (what CI runs).
 test: venv
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 ## Model cards and the README metrics table, from the store's metadata.
 cards: venv
