@@ -15,7 +15,7 @@ from PIL import Image
 from bentos.digits import images as digit_images
 from bentos.digits.images import ImageError, decode, decode_batch
 from bentos.digits.model import CnnDigits, SklearnDigits
-from bentos.digits.pipeline import TINY, confusion_summary, train_all
+from bentos.digits.pipeline import TINY, augmented, confusion_summary, train_all
 from bentos.digits.schemas import MODEL_NAMES, SEED_JPEG, DigitRequest, resolve
 from data.digits import load
 from fleet import store
@@ -273,3 +273,16 @@ def test_request_accepts_modelo_and_resolves_names() -> None:
 def test_request_rejects_bad_bodies(body: dict) -> None:
     with pytest.raises(ValueError):
         DigitRequest.model_validate(body)
+
+
+def test_the_svm_learns_each_image_with_its_copies_side_by_side() -> None:
+    """Re-centred and 1-pixel shifted copies follow their image, so a calibration fold holds them all."""
+    image = np.zeros((8, 8))
+    image[3:5, 3:5] = 16.0
+    images, labels = augmented(np.stack([image, image * 0.5]), np.array([4, 7]),
+                               {"recentre": True, "shift": 1})
+    assert images.shape == (12, 8, 8) and labels.tolist() == [4] * 6 + [7] * 6
+    assert np.array_equal(images[0], image) and np.array_equal(images[6], image * 0.5)
+    moved = {tuple(np.argwhere(copy).min(axis=0)) for copy in images[2:6]}
+    assert moved == {(3, 4), (3, 2), (4, 3), (2, 3)}
+    assert all(copy.sum() == image.sum() for copy in images[2:6])  # nothing falls off a centred digit
