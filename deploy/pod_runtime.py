@@ -41,7 +41,9 @@ def pod_runtime(values_set: str) -> PodRuntime:
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
-    empty_dirs = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
+    # emptyDirs, and claims (the trained-models volume): writable, and empty when a pod first starts
+    empty_dirs = {v["name"] for v in pod.get("volumes", [])
+                  if "emptyDir" in v or "persistentVolumeClaim" in v}
     env: dict[str, Any] = {e["name"]: e.get("value") for e in container.get("env", [])}
     return PodRuntime(
         uid=int(security["runAsUser"]), gid=int(security.get("runAsGroup", security["runAsUser"])),

@@ -84,6 +84,8 @@ def served_bento(bento: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     port = free_port()
     env = {**pod.env, "FLEET_ROUTING": "", "DATABASE_URL": "", "FLEET_ADMIN_TOKEN": ADMIN_TOKEN}
     env.pop("BENTOML_HOME")  # a fresh writable home per server (fleet.local_server), as the emptyDir is
+    if "FLEET_TRAINED_MODELS" in env:  # the prod values' trained-models claim: a folder of its own here
+        env["FLEET_TRAINED_MODELS"] = str(tmp_path_factory.mktemp("trained-models"))
     argv = read_only_root(bentoml_serve(bento, port), writable=[Path(tempfile.gettempdir())],
                           read_only=[store / "bentos", store / "models"])
     with running(argv, port, env, cwd=elsewhere) as server, \
