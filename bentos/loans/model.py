@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from fleet.compiled_booster import CompiledCalibrated
-from fleet.tabular import BinaryPipelineModel
+from fleet.tabular import BinaryPipelineModel, Scorer
 
 NUMERIC = ["reports", "age", "income", "dependents", "months", "majorcards", "active"]
 FLAGS = ["owner", "selfemp"]
@@ -104,7 +103,7 @@ class ApprovalModel(BinaryPipelineModel):
     probes = PROBES
 
     @classmethod
-    def compile(cls, pipeline: Pipeline) -> Callable[[list[dict[str, Any]]], np.ndarray] | None:
+    def compile(cls, pipeline: Pipeline) -> Scorer | None:
         columns, calibrated = pipeline[0], CompiledCalibrated.of(pipeline[-1])
         named = {name: cols for name, step, cols in columns.transformers_ if step != "drop"}
         if calibrated is None or len(pipeline) != 2 or named != {"numeric": NUMERIC, "flags": FLAGS}:

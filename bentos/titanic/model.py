@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
 from fleet.compiled_booster import CompiledBooster
-from fleet.tabular import BinaryPipelineModel
+from fleet.tabular import BinaryPipelineModel, Scorer
 
 # The columns the model reads; Embarked and the other Kaggle fields are accepted by the API but
 # unused, because the training data (vcdExtra/Titanicp) does not record them.
@@ -100,7 +99,7 @@ class SurvivalModel(BinaryPipelineModel):
     probes = PROBES
 
     @classmethod
-    def compile(cls, pipeline: Pipeline) -> Callable[[list[dict[str, Any]]], np.ndarray] | None:
+    def compile(cls, pipeline: Pipeline) -> Scorer | None:
         """Rows → probability of survival without pandas or a Python call per tree, for the pipeline
         ``build`` makes (engineer, one-hot, booster)."""
         booster = CompiledBooster.of(pipeline[-1])
