@@ -24,8 +24,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     # with the shifted copies: 99.36 % at 0.0015-0.003 against 99.21 % at 0.001 (2026-12-02).
     "sklearn": {
         "C": 10.0, "gamma": 0.0015, "calibration_folds": 5, "recentre": True, "shift": 1, "seed": SEED,
+        "split_seed": SEED,
     },
-    # Over seeds SEED .. SEED+4 (each its own split): 99.63 / 99.26 / 98.15 / 99.63 / 99.63 % held out.
+    # The held-out split is the data's (``split_seed``); ``seed`` is the training run's. Over training
+    # seeds SEED .. SEED+4 on that split: 99.63 % each (one error, image 1632), 51-88 s (2026-12-02).
+    # Over five other splits (split_seed = seed = SEED .. SEED+4): 99.63 / 99.26 / 98.15 / 99.63 / 99.63 %.
     # SEED+2's test split holds five digits (1658, 1729, 418, 683, 421) that this net misses and the SVM
     # misses four of. None of these reached 99 % there (2026-12-02): 5 members x 60 epochs, 64 channels,
     # random rotations (+-10 degrees) and scaling, averaging over 1-pixel shifts at prediction, keeping
@@ -35,7 +38,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "cnn": {
         "channels": 32, "dropout": 0.25, "epochs": 40, "batch_size": 64, "learning_rate": 3e-3,
         "weight_decay": 1e-4, "shift": 1, "train_fraction": 1.0, "torch_threads": 1, "members": 3,
-        "seed": SEED,
+        "seed": SEED, "split_seed": SEED,
     },
 }
 # For tests: seconds, not accuracy. The SVM is fast enough on all the data.
@@ -60,7 +63,9 @@ CARD = {
                        "digits_cnn is seeded and trained on one thread, so a second run on the same machine "
                        "repeats it; a different CPU or torch build can round convolutions differently, "
                        "pick another best epoch and move a single net by an image or two (0.37 points each) "
-                       "-- the reason it averages several nets. Training times depend on the host.",
+                       "-- the reason it averages several nets. On this split five training seeds gave "
+                       "99.63 % each; which 270 images are held out matters more: over five random splits "
+                       "one reached 98.15 % (five hard images). Training times depend on the host.",
 }
 
 def train(kind: str, params: dict[str, Any] | None = None) -> TrainingRun:
@@ -73,7 +78,7 @@ def train(kind: str, params: dict[str, Any] | None = None) -> TrainingRun:
     timer = Timer()
     params = {**DEFAULTS[kind], **(params or {})}
     images, labels = load()
-    train_idx, val_idx, test_idx = split_indices(len(labels), stratify=labels, seed=params["seed"])
+    train_idx, val_idx, test_idx = split_indices(len(labels), stratify=labels, seed=params["split_seed"])
     if kind == "sklearn":
         fitted: Model = _fit_sklearn(images[train_idx], labels[train_idx], params)
     else:
