@@ -1,23 +1,17 @@
 """Past capacity, a fast 503 with ``Retry-After`` instead of a queue that ends in timeouts.
 
-The aim: every request answered or refused within the latency budget, counted from when it reaches
-this middleware. Two rules serve it:
-- A route is past capacity when its oldest request in flight has waited longer than the budget: the
-  server is no longer keeping up, and a new request would wait longer still. New requests
-  to that route are then refused at once until the backlog drains. Each route keeps its own count, so
-  one model's backlog never refuses another route's callers, and a few requests (``FLOOR``) are always
-  admitted.
-- An admitted request still queued for its model when ``QUEUED`` of its budget is spent is refused
-  then (``queue_deadline``, read by ``fleet.local_model``); one whose batch has started is answered.
-Neither helps a worker whose event loop is itself short of CPU: at 500 closed-loop clients on two
-cores shared with the load generator, the queue-deadline timers fired over 0.3 s late there.
-The admin routes (training among them), feedback and the health routes are never refused.
-``FLEET_LATENCY_BUDGET_MS`` (default 1000) sets the budget; ``0`` turns both rules off.
+A route is past capacity when its oldest request in flight has waited longer than the latency budget:
+the server is no longer keeping up, and a new request would wait longer still. New requests to that
+route are then refused at once until the backlog drains; requests already admitted are all answered.
+Each route keeps its own count, so one model's backlog never refuses another route's callers, and a
+few requests (``FLOOR``) are always admitted. The admin routes (training among them), feedback and
+the health routes are never refused.
+``FLEET_LATENCY_BUDGET_MS`` (default 1000, the dispatchers' ``max_latency_ms``) sets the budget;
+``0`` turns admission off.
 """
 
 from __future__ import annotations
 
-import contextvars
 import itertools
 import os
 import time
@@ -28,18 +22,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fleet.http import send_json
 
 BUDGET_S = float(os.environ.get("FLEET_LATENCY_BUDGET_MS", "1000")) / 1000
-QUEUED = 0.75  # of the budget: a request still queued for its model then is refused (the rest is for
-# its batch, waking the request and sending its answer)
 FLOOR = 8  # always admit this many in flight per route
 EXEMPT = ("/admin", "/metrics", "/livez", "/readyz", "/healthz", "/docs", "/static_content")
 EXEMPT_ENDINGS = ("/feedback",)  # ground truth a caller sends once
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("fleet_deadline", default=None)
-
-
-def queue_deadline() -> float | None:
-    """When (``time.monotonic()``) the current request must have left its model's queue; None outside
-    an admitted request."""
-    return _DEADLINE.get()
 
 
 @dataclass
@@ -53,8 +38,7 @@ class Backlog:
 
 
 class Admission:
-    """ASGI middleware: refuse a route's new requests while its oldest one is over the budget, and give
-    each admitted one its queue deadline."""
+    """ASGI middleware: refuse a route's new requests while its oldest one is over the budget."""
 
     def __init__(self, app: ASGIApp, budget_s: float = BUDGET_S, exempt: tuple[str, ...] = ()) -> None:
         self.app = app
@@ -76,11 +60,9 @@ class Admission:
             return
         request = next(self.ids)
         backlog.started[request] = now
-        token = _DEADLINE.set(now + self.budget_s * QUEUED)
         try:
             await self.app(scope, receive, send)
         finally:
-            _DEADLINE.reset(token)
             del backlog.started[request]
             if not backlog.started:  # forget idle routes: a path is any string a caller sends
                 self.backlogs.pop(path, None)
