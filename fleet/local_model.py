@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
@@ -38,6 +39,10 @@ class LocalModel:
                                        route.kept_tags(), route.stable)
         self.batched = BATCHING and spec.batching.enabled
         self._infer: Callable[[list[Item]], Awaitable[list[dict]]] | None = None
+        # One batch is in flight at a time, so one thread runs them all. Handing the dispatcher an
+        # async callback that uses it skips anyio's thread limiter (starlette's run_in_threadpool,
+        # which the dispatcher wraps a plain function in): 4 % of a names worker's CPU at 32 clients.
+        self._batch_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{spec.name}-batch")
 
     async def score(self, inputs: list[Any], version: str | None = None) -> list[dict[str, Any]]:
         """Score ``inputs`` with ``version`` (None: the stable); each output names its version."""
@@ -62,7 +67,7 @@ class LocalModel:
             cap = self.spec.batching.max_batch_size
             dispatcher = CorkDispatcher(self.spec.batching.max_latency_ms, cap, fallback=_overloaded,
                                         get_batch_size=lambda job: min(len(job), cap))
-            queued = dispatcher(self._run_jobs)
+            queued = dispatcher(self._run_in_batch_thread)
 
             async def infer(job: list[Item]) -> list[dict]:
                 """An idle model with nothing queued scores the request at once, holding the dispatcher's
@@ -72,13 +77,16 @@ class LocalModel:
                     return await queued(job)
                 dispatcher._sema.acquire()
                 try:
-                    (outputs,) = await asyncio.to_thread(self._run_jobs, (job,))
+                    (outputs,) = await self._run_in_batch_thread((job,))
                 finally:
                     dispatcher._sema.release()
                 return outputs
 
             self._infer = infer
         return self._infer
+
+    async def _run_in_batch_thread(self, jobs: tuple[list[Item], ...]) -> list[list[dict[str, Any]]]:
+        return await asyncio.get_running_loop().run_in_executor(self._batch_thread, self._run_jobs, jobs)
 
     def _run_jobs(self, jobs: tuple[list[Item], ...]) -> list[list[dict[str, Any]]]:
         """One model call for every queued request's items; each request gets its own slice back."""
