@@ -42,13 +42,14 @@ def pod_runtime(values_set: str) -> PodRuntime:
     (container,) = pod["containers"]
     security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
     # emptyDirs, and claims (the trained-models volume): writable, and empty when a pod first starts
-    empty_dirs = {v["name"] for v in pod.get("volumes", [])
-                  if "emptyDir" in v or "persistentVolumeClaim" in v}
+    writable_volumes = {v["name"] for v in pod.get("volumes", [])
+                        if "emptyDir" in v or "persistentVolumeClaim" in v}
+    mounts = container.get("volumeMounts", [])
     env: dict[str, Any] = {e["name"]: e.get("value") for e in container.get("env", [])}
     return PodRuntime(
         uid=int(security["runAsUser"]), gid=int(security.get("runAsGroup", security["runAsUser"])),
         read_only_root=bool(security.get("readOnlyRootFilesystem")),
-        writable=tuple(m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] in empty_dirs),
+        writable=tuple(m["mountPath"] for m in mounts if m["name"] in writable_volumes),
         env={name: str(value) for name, value in env.items() if value is not None},
         secrets=tuple(name for name, value in env.items() if value is None),
         drop_capabilities=tuple(security.get("capabilities", {}).get("drop", [])),
