@@ -25,6 +25,7 @@ from fleet import predlog
 from fleet.local_server import free_port
 from fleet.paths import state_dir
 from fleet.predlog import Prediction, PredictionLog, Spool, rollup
+from fleet.predlog.database import insert_ignoring_duplicates
 from tests.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,6 +260,21 @@ def test_replay_after_a_crash_does_not_duplicate(tmp_path: Path) -> None:
     assert not list((tmp_path / "spool").glob("*.jsonl"))
 
 
+def test_spool_lines_of_the_earlier_format_replay(tmp_path: Path) -> None:
+    """Spool files written before inputs and outputs were spooled as JSON text hold them decoded;
+    an upgraded server adopts and commits them like its own."""
+    (tmp_path / "spool").mkdir()
+    earlier = [row(f"e{i}", inputs={"name": "Zoë", "n": i}) for i in range(3)]
+    lines = [json.dumps({k: v for k, v in r.to_row().items() if not k.endswith("_json")}
+                        | {"inputs": r.inputs, "outputs": r.outputs}, default=str) for r in earlier]
+    (tmp_path / "spool" / "0000000000001-earlier.jsonl").write_text("\n".join(lines) + "\n")
+    with open_log(str(tmp_path / "log.db"), tmp_path, retry_seconds=0.05) as log:
+        assert log.drained(10)
+        found = {r["request_id"]: r for r in log.query(model="loans")}
+    assert [found[f"e{i}"]["inputs"] for i in range(3)] == [{"name": "Zoë", "n": i} for i in range(3)]
+    assert found["e0"]["outputs"] == {"approved": 1, "probability": 0.9}
+
+
 def test_nothing_is_dropped_silently(tmp_path: Path) -> None:
     unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
     registry = CollectorRegistry()
@@ -283,7 +299,7 @@ def test_migrations_keep_existing_rows(db_url: str, tmp_path: Path) -> None:
     assert predlog.current_revision(engine) == "0001"
     old = row("old-1")
     with engine.begin() as connection:
-        connection.execute(predlog.predictions.insert(), [old.to_row()])
+        connection.execute(insert_ignoring_duplicates(engine.dialect), [old.to_row()])
         connection.execute(predlog.feedback.insert(), [{"model": "loans", "request_id": "old-1", "item": 0,
                                                        "label": 1, "label_key": "1",
                                                        "created_at": datetime.now(UTC)}])

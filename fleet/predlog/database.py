@@ -129,11 +129,19 @@ def current_revision(engine: sa.Engine) -> str | None:
 
 
 def insert_ignoring_duplicates(dialect: sa.Dialect) -> Any:
-    """INSERT … ON CONFLICT (id) DO NOTHING: replaying a row that is already there is a no-op."""
+    """INSERT … ON CONFLICT (id) DO NOTHING: replaying a row that is already there is a no-op.
+
+    Rows (``Prediction.to_row``) carry inputs and outputs as JSON text, ``inputs_json`` and
+    ``outputs_json``, bound as text: SQLite stores JSON as that text, PostgreSQL casts it to JSONB.
+    Letting the JSON columns encode them again took 1.5 % of a names worker's CPU at 32 clients.
+    """
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect.name)
     if insert is None:
         raise NotImplementedError(f"the prediction log supports SQLite and PostgreSQL, not {dialect.name}")
-    return insert(predictions).on_conflict_do_nothing(index_elements=["id"])
+    texts = {column: sa.bindparam(f"{column}_json", type_=sa.Text) for column in ("inputs", "outputs")}
+    if dialect.name == "postgresql":
+        texts = {column: sa.cast(text, postgresql.JSONB) for column, text in texts.items()}
+    return insert(predictions).values(**texts).on_conflict_do_nothing(index_elements=["id"])
 
 
 def is_unavailable(error: sa.exc.SQLAlchemyError) -> bool:

@@ -193,14 +193,16 @@ class Prediction:
     created_at: datetime = field(default_factory=utcnow)
 
     def to_row(self) -> dict[str, Any]:
-        """The row as stored: inputs/outputs bounded, label as its comparison key."""
+        """The row as the writer inserts it: inputs and outputs as their bounded JSON text
+        (``inputs_json``, ``outputs_json``: encoded once here, never again on the way to the database;
+        see ``fleet.predlog.database.insert_ignoring_duplicates``), the label as its comparison key."""
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {self.role!r}")
         if not math.isfinite(float(self.latency_ms)):
             raise ValueError("latency_ms must be finite")
         return {"id": self.id, "request_id": str(self.request_id), "item": int(self.item),
                 "model": self.model, "version": self.version, "role": self.role,
-                "inputs": bounded(self.inputs), "outputs": bounded(self.outputs),
+                "inputs_json": encoded(self.inputs), "outputs_json": encoded(self.outputs),
                 "label": label_key(self.label), "latency_ms": float(self.latency_ms),
                 "created_at": self.created_at}
 
@@ -214,12 +216,18 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def bounded(value: Any, limit: int = MAX_FIELD_CHARS) -> Any:
-    """``value`` as plain JSON, or a fingerprint of it when its JSON is longer than ``limit``."""
+def encoded(value: Any, limit: int = MAX_FIELD_CHARS) -> str:
+    """The JSON text of ``value``, or of a fingerprint of it when that text is longer than ``limit``."""
     text = json.dumps(value, default=_jsonable, allow_nan=False)
     if len(text) <= limit:
-        return json.loads(text) if not isinstance(value, (str, int, float, bool, type(None))) else value
-    return {"_truncated": True, "chars": len(text), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+        return text
+    return json.dumps({"_truncated": True, "chars": len(text),
+                       "sha256": hashlib.sha256(text.encode()).hexdigest()})
+
+
+def bounded(value: Any, limit: int = MAX_FIELD_CHARS) -> Any:
+    """``value`` as plain JSON, or a fingerprint of it when its JSON is longer than ``limit``."""
+    return json.loads(encoded(value, limit))
 
 
 def label_key(label: Any) -> str | None:

@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fleet.predlog.schema import encoded
+
 logger = logging.getLogger(__name__)
 
 
@@ -175,5 +177,10 @@ class Spool:
 
 
 def from_spool(row: dict[str, Any]) -> dict[str, Any]:
-    """A spooled row as the writer commits it: ``created_at`` went to JSON as text (``default=str``)."""
-    return row | {"created_at": datetime.fromisoformat(row["created_at"])}
+    """A spooled row as the writer commits it: ``created_at`` went to JSON as text (``default=str``).
+    A line written before inputs and outputs were spooled as JSON text holds them decoded."""
+    row = row | {"created_at": datetime.fromisoformat(row["created_at"])}
+    for column in ("inputs", "outputs"):
+        if column in row:
+            row[f"{column}_json"] = encoded(row.pop(column))
+    return row
