@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from fleet import plan_sync, store
+from fleet import heap, plan_sync, store
 from fleet.http import Problem
 from fleet.local_model import LocalModel
 from fleet.predlog import Prediction, PredictionLog
@@ -68,6 +68,7 @@ class Traffic:
             SHADOW_DROPPED.labels(name)
         self._publish()
         self._reported_at = time.monotonic()
+        heap.settle()  # the loaded versions, out of the cycle collector's way (fleet.heap)
 
     def spec(self, model: str) -> ModelSpec:
         return self.models[model].spec
@@ -218,7 +219,10 @@ class Traffic:
                     await self._catch_up(revision)
 
     async def _catch_up(self, revision: plan_sync.Revision) -> None:
-        """Serve ``revision``: each model whose route changed is loaded and swapped; failures keep the old."""
+        """Serve ``revision``: each model whose route changed is loaded and swapped; failures keep the old.
+        The versions loaded are then frozen out of the cycle collector's way (``fleet.heap``), and if
+        one was unloaded, the collector looks at everything once so that its memory comes back."""
+        before = self.loaded()
         for model in self.models:
             route = revision.routes.get(model)
             if route is not None and route != self.plan[model]:
@@ -226,6 +230,10 @@ class Traffic:
                 if failed:
                     self.errors[model] = f"revision {revision.number}: {failed}"
                     logger.error("worker %d keeps its plan for %s: %s", self.worker, model, failed)
+        after = self.loaded()
+        if after != before:
+            unloaded = any(set(before[name]) - set(after[name]) for name in before)
+            heap.settle(full=unloaded)
         self.revision = max(self.revision, revision.number)
         await self._report()
 
