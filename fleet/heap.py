@@ -11,19 +11,16 @@ what requests allocate (11-50 ms).
 from __future__ import annotations
 
 import gc
-import time
 
 
-def settle(full: bool = True) -> float:
-    """Collect, then freeze every object alive now; the seconds it took.
+def settle(full: bool = True) -> None:
+    """Collect, then freeze every object alive now.
 
     ``full``: unfreeze first, so a version unloaded since the last settle (frozen with the rest) is
     collected too; that walk takes as long as the old full collections, once. Without it only the
     objects allocated since the last settle are collected before they are frozen.
     """
-    started = time.perf_counter()
     if full:
         gc.unfreeze()
     gc.collect()
     gc.freeze()
-    return time.perf_counter() - started

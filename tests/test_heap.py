@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections.abc import Iterator
+
+import pytest
 
 from fleet import heap
+
+
+@pytest.fixture(autouse=True)
+def _thawed() -> Iterator[None]:
+    """The rest of the suite runs with the collector as it found it."""
+    yield
+    gc.unfreeze()
 
 
 class Node:
