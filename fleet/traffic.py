@@ -10,9 +10,10 @@ and says why.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -51,6 +52,18 @@ PLAN_FAILED = Gauge("fleet_plan_apply_failed", "1 while this worker could not lo
                     ["model"], multiprocess_mode="max")
 
 
+@functools.cache
+def _answered(model: str, version: str, role: str) -> tuple[Any, Any]:
+    """The latency and "ok" series of one routed version, looked up once: ``labels()`` costs a few
+    microseconds a call, and the series are as few as the versions a plan has served."""
+    return LATENCY.labels(model, version, role), REQUESTS.labels(model, version, role, "ok")
+
+
+def new_request_id() -> str:
+    """128 random bits as hex, like ``uuid4().hex`` without building a UUID (a quarter of its cost)."""
+    return os.urandom(16).hex()
+
+
 class Traffic:
     """Routes each request of each served model to a version, per the plan, logs it, and changes the plan."""
 
@@ -79,7 +92,7 @@ class Traffic:
     def scorer(self, model: str, headers: Mapping[str, str]) -> Score:
         """A ``Score`` for one request: sticky canary split or an explicit pin, plus the shadow copy."""
 
-        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = headers.get("x-request-id") or new_request_id()
 
         async def bound(inputs: list[Any], check: Check | None = None) -> list[dict]:
             route = self.plan[model]
@@ -120,8 +133,9 @@ class Traffic:
             REQUESTS.labels(model, version, role, "error").inc()
             raise
         seconds = time.perf_counter() - started
-        LATENCY.labels(model, version, role).observe(seconds)
-        REQUESTS.labels(model, version, role, "ok").inc()
+        latency, answered = _answered(model, version, role)
+        latency.observe(seconds)
+        answered.inc()
         return outputs, seconds
 
     def _rows(self, model: str, version: str, role: str, request_id: str, inputs: list[Any],

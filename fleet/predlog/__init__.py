@@ -16,7 +16,9 @@ Alembic's (``fleet/migrations``), upgraded to head when the log opens.
 
 In journal mode (``journal=True``, what the server uses: ``FLEET_PREDLOG_JOURNAL=off`` turns it off)
 rows go first to this process's spool file, and a shipper thread of its own rotates that file and
-commits it to the database every ``SHIP_SECONDS``, off the request path. How a request waits is
+commits it to the database every ``SHIP_SECONDS`` (1 s: each shipment's rotation, fsync and commit
+cost the same for 50 rows as for 500, and at 0.2 s they took 5 % of a names server's throughput at
+32 clients), off the request path. How a request waits is
 ``sync``:
 - ``"write"`` (the server's default): ``record`` writes the rows into the journal in the caller's
   thread and the receipt is done at once. Once ``write(2)`` returns the rows are in the kernel, so

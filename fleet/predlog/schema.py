@@ -216,9 +216,13 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+# One encoder for every row: ``json.dumps`` with options builds a new ``JSONEncoder`` per call.
+_encode = json.JSONEncoder(default=_jsonable, allow_nan=False).encode
+
+
 def encoded(value: Any, limit: int = MAX_FIELD_CHARS) -> str:
     """The JSON text of ``value``, or of a fingerprint of it when that text is longer than ``limit``."""
-    text = json.dumps(value, default=_jsonable, allow_nan=False)
+    text = _encode(value)
     if len(text) <= limit:
         return text
     return json.dumps({"_truncated": True, "chars": len(text),

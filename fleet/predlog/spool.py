@@ -23,6 +23,7 @@ from typing import Any
 from fleet.predlog.schema import encoded
 
 logger = logging.getLogger(__name__)
+_encode = json.JSONEncoder(default=str).encode  # built once: ``json.dumps`` with options builds one a call
 
 
 class Spool:
@@ -81,7 +82,7 @@ class Spool:
     def append(self, rows: list[dict[str, Any]], fsync: bool = True) -> str:
         """Append (and fsync, unless told not to); "" when done, else why not: ``spool_full`` (over
         ``max_bytes``) or ``spool_error`` (no space left, I/O error)."""
-        data = b"".join(json.dumps(r, default=str).encode() + b"\n" for r in rows)
+        data = b"".join(_encode(r).encode() + b"\n" for r in rows)
         with self._lock:
             return self._append(data, len(rows), fsync)
 

@@ -38,7 +38,7 @@ from fleet.predlog.spool import Spool, from_spool
 logger = logging.getLogger(__name__)
 
 ORPHAN_SCAN_SECONDS = 30  # how often an idle log looks for spool files left by dead processes
-SHIP_SECONDS = 0.2  # journal mode: how often the journal is committed to the database
+SHIP_SECONDS = 1.0  # journal mode: how often the journal is fsynced and committed to the database
 Outcome = Literal["committed", "spooled", "journaled", "dropped"]
 Sync = Literal["write", "fsync"]
 
