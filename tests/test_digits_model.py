@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from bentos.digits import images as digit_images
@@ -286,3 +287,28 @@ def test_the_svm_learns_each_image_with_its_copies_side_by_side() -> None:
     moved = {tuple(np.argwhere(copy).min(axis=0)) for copy in images[2:6]}
     assert moved == {(3, 4), (3, 2), (4, 3), (2, 3)}
     assert all(copy.sum() == image.sum() for copy in images[2:6])  # nothing falls off a centred digit
+
+
+def test_the_loaded_cnn_serves_its_fused_form_with_the_trained_answers(data, cnn) -> None:
+    from bentos.digits.fused_cnn import TOLERANCE
+
+    assert cnn._fast is not None, "the loaded CNN did not fuse"
+    served = cnn.predict_proba(data[0])
+    fast, cnn._fast = cnn._fast, None
+    try:
+        trained = cnn.predict_proba(data[0])
+    finally:
+        cnn._fast = fast
+    assert np.array_equal(served.argmax(axis=1), trained.argmax(axis=1))
+    assert np.max(np.abs(served - trained)) <= TOLERANCE
+
+
+def test_a_fused_cnn_that_disagrees_is_not_served(cnn, monkeypatch) -> None:
+    from bentos.digits import fused_cnn
+    from bentos.digits.model import _probes, to_tensor
+
+    assert fused_cnn.fused(cnn.net, to_tensor(_probes())) is not None
+    broken = fused_cnn.FusedDigits(list(cnn.net.members))
+    broken.head_bias += 0.5 * torch.arange(10.0)  # shifts every answer towards the high digits
+    monkeypatch.setattr(fused_cnn, "FusedDigits", lambda members: broken)
+    assert fused_cnn.fused(cnn.net, to_tensor(_probes())) is None

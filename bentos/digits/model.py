@@ -19,6 +19,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import SVC
 from torch import nn
 
+from bentos.digits.fused_cnn import FusedDigits, fused
 from data.digits import load as load_digits
 from fleet.compiled_svc import CompiledSVC
 
@@ -101,8 +102,12 @@ def _compiled(pipeline: Pipeline) -> CompiledSVC | None:
     fast = CompiledSVC.of(pipeline)
     if fast is None:
         return None
-    probes = np.concatenate([np.zeros((1, SIZE, SIZE)), load_digits()[0][::18]]).astype(np.float32)
-    return fast if fast.matches(pipeline, probes) else None
+    return fast if fast.matches(pipeline, _probes()) else None
+
+
+def _probes() -> np.ndarray:
+    """A blank image and a hundred real digits of every class: what a served form must answer alike."""
+    return np.concatenate([np.zeros((1, SIZE, SIZE)), load_digits()[0][::18]]).astype(np.float32)
 
 
 class DigitNet(nn.Module):
@@ -161,6 +166,7 @@ class CnnDigits:
     def __init__(self, net: DigitNet | DigitEnsemble, config: dict[str, Any]) -> None:
         self.net = net.eval()
         self.config = config
+        self._fast: FusedDigits | None = None  # the served form, made once the weights are final
 
     @classmethod
     def create(cls, config: dict[str, Any]) -> CnnDigits:
@@ -173,6 +179,7 @@ class CnnDigits:
         model = cls.create(config)
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.net.load_state_dict(state)
+        model._fast = fused(model.net, to_tensor(_probes()))
         return model
 
     def save(self, folder: Path) -> None:
@@ -185,7 +192,10 @@ class CnnDigits:
         tensor = to_tensor(images)
         self.net.eval()
         with torch.inference_mode():
-            parts = [torch.softmax(self.net(chunk), dim=1) for chunk in tensor.split(BATCH)]
+            if self._fast is not None:
+                parts = [self._fast(chunk) for chunk in tensor.split(BATCH)]
+            else:
+                parts = [torch.softmax(self.net(chunk), dim=1) for chunk in tensor.split(BATCH)]
         return torch.cat(parts).numpy().astype(np.float64) if parts else np.zeros((0, len(CLASSES)))
 
     def predict(self, images: np.ndarray) -> tuple[list[int], list[float]]:
