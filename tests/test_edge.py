@@ -295,7 +295,11 @@ def test_an_api_method_is_bound_once_per_instance_not_per_request(monkeypatch: p
     instance = Echo()
     _bound_once(instance, "echo")
     signatures, signature = [], inspect.signature
-    monkeypatch.setattr(inspect, "signature", lambda f, *a, **k: signatures.append(f) or signature(f, *a, **k)
-                        )
+
+    def counted(function, *args, **kwargs):
+        signatures.append(function)
+        return signature(function, *args, **kwargs)
+
+    monkeypatch.setattr(inspect, "signature", counted)
     answers = [instance.echo.local(text=t) for t in ("a", "b")] + [instance.echo.local()]
     assert answers == ["A", "B", "HI"] and signatures == []
