@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
-import uuid
 from typing import Any
 
 import bentoml
@@ -41,6 +41,11 @@ async def send_body(send: Send, status: int, data: bytes, kind: bytes,
     await send({"type": "http.response.body", "body": data})
 
 
+def new_request_id() -> str:
+    """128 random bits as hex, like ``uuid4().hex`` without building a UUID (a quarter of its cost)."""
+    return os.urandom(16).hex()
+
+
 class RequestId:
     """Every request has an id: the caller's ``X-Request-ID`` (checked) or a new one, echoed back.
 
@@ -56,7 +61,7 @@ class RequestId:
             return
         headers = [(k, v) for k, v in scope.get("headers", []) if k != b"x-request-id"]
         given = dict(scope.get("headers", [])).get(b"x-request-id", b"")
-        request_id = given if _ID.fullmatch(given) else uuid.uuid4().hex.encode()
+        request_id = given if _ID.fullmatch(given) else new_request_id().encode()
         scope = {**scope, "headers": [*headers, (b"x-request-id", request_id)]}
 
         async def send_with_id(message: Message) -> None:
