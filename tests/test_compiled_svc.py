@@ -33,18 +33,18 @@ def test_every_digit_gets_the_pipelines_answer(fitted, digits) -> None:
     assert fitted._fast is not None, "the served SVM did not compile"
     images = _as_batch(digits[0])
     expected = fitted.pipeline.predict_proba(images)
-    served = fitted.predict_proba(images)
+    served = fitted.served_proba(images)
     assert np.array_equal(served.argmax(axis=1), expected.argmax(axis=1))
     assert np.max(np.abs(served - expected)) <= TOLERANCE
-    labels, scores = fitted.predict(images[:5])
+    labels, scores = fitted.serve(images[:5])
     assert labels == digit_model._answer(expected[:5])[0]
     assert scores == pytest.approx(digit_model._answer(expected[:5])[1], abs=TOLERANCE)
 
 
 def test_answers_do_not_depend_on_the_batch(fitted, digits) -> None:
     images = _as_batch(digits[0][:64])
-    one_by_one = np.concatenate([fitted.predict_proba(image[None]) for image in images])
-    assert np.max(np.abs(one_by_one - fitted.predict_proba(images))) <= TOLERANCE
+    one_by_one = np.concatenate([fitted.served_proba(image[None]) for image in images])
+    assert np.max(np.abs(one_by_one - fitted.served_proba(images))) <= TOLERANCE
 
 
 def test_a_pipeline_of_another_shape_serves_through_scikit_learn(digits) -> None:
@@ -53,7 +53,7 @@ def test_a_pipeline_of_another_shape_serves_through_scikit_learn(digits) -> None
         SVC(kernel="linear"), method="temperature", cv=2, ensemble=False))
     model = SklearnDigits(linear.fit(_as_batch(images[::6]), labels[::6]))
     assert CompiledSVC.of(linear) is None and model._fast is None
-    assert np.array_equal(model.predict_proba(images[:20]), linear.predict_proba(_as_batch(images[:20])))
+    assert np.array_equal(model.served_proba(images[:20]), linear.predict_proba(_as_batch(images[:20])))
 
 
 def test_a_compiled_form_that_disagrees_is_not_served(fitted, monkeypatch) -> None:

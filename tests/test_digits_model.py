@@ -214,10 +214,10 @@ def test_save_then_load_predicts_identically(data, svm, cnn, tmp_path) -> None:
 
 
 def test_predict_checks_shape_and_accepts_empty(svm, cnn) -> None:
-    for model in (svm, cnn):
-        assert model.predict(np.zeros((0, 8, 8))) == ([], [])
+    for answer in (svm.predict, svm.serve, cnn.predict, cnn.serve):
+        assert answer(np.zeros((0, 8, 8))) == ([], [])
         with pytest.raises(ValueError, match="shape"):
-            model.predict(np.zeros((2, 64)))
+            answer(np.zeros((2, 64)))
 
 
 def test_metadata_records_what_was_learnt(svm_run, cnn_run) -> None:
@@ -293,12 +293,7 @@ def test_the_loaded_cnn_serves_its_fused_form_with_the_trained_answers(data, cnn
     from bentos.digits.fused_cnn import TOLERANCE
 
     assert cnn._fast is not None, "the loaded CNN did not fuse"
-    served = cnn.predict_proba(data[0])
-    fast, cnn._fast = cnn._fast, None
-    try:
-        trained = cnn.predict_proba(data[0])
-    finally:
-        cnn._fast = fast
+    served, trained = cnn.served_proba(data[0]), cnn.predict_proba(data[0])
     assert np.array_equal(served.argmax(axis=1), trained.argmax(axis=1))
     assert np.max(np.abs(served - trained)) <= TOLERANCE
 

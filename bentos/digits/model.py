@@ -1,12 +1,15 @@
 """The two digit models, both reading ``(n, 8, 8)`` arrays of 0..16 ink: an RBF SVM and a small CNN.
 
 Both answer ``predict(images) -> (labels, scores)`` where the score is the probability of the label,
-and the label is the argmax of the same probabilities, so the two never disagree.
+and the label is the argmax of the same probabilities, so the two never disagree. ``predict`` is the
+model as trained and evaluated; ``serve`` is what the fleet serves: a faster form of the same model
+(the SVM as matrix products, the CNN fused) when it answers as the trained one does, checked at load.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,16 +87,24 @@ class SklearnDigits:
         joblib.dump(self.pipeline, Path(folder) / SKLEARN_FILE)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """``(n, 10)`` probabilities, columns in digit order."""
+        """``(n, 10)`` probabilities, columns in digit order (the trained pipeline)."""
         batch = _as_batch(images)
         if not len(batch):
             return np.zeros((0, len(CLASSES)))
-        if self._fast is not None:
-            return self._fast.predict_proba(_flatten(batch))
         return self.pipeline.predict_proba(batch)
+
+    def served_proba(self, images: np.ndarray) -> np.ndarray:
+        """``predict_proba`` through the compiled form when there is one."""
+        batch = _as_batch(images)
+        if self._fast is None or not len(batch):
+            return self.predict_proba(batch)
+        return self._fast.predict_proba(_flatten(batch))
 
     def predict(self, images: np.ndarray) -> tuple[list[int], list[float]]:
         return _answer(self.predict_proba(images))
+
+    def serve(self, images: np.ndarray) -> tuple[list[int], list[float]]:
+        return _answer(self.served_proba(images))
 
 
 def _compiled(pipeline: Pipeline) -> CompiledSVC | None:
@@ -188,15 +199,25 @@ class CnnDigits:
         (folder / CONFIG_FILE).write_text(json.dumps(self.config, indent=2))
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """``(n, 10)`` softmax probabilities, in chunks of BATCH."""
-        tensor = to_tensor(images)
+        """``(n, 10)`` softmax probabilities of the trained network, in chunks of BATCH."""
         self.net.eval()
-        with torch.inference_mode():
-            if self._fast is not None:
-                parts = [self._fast(chunk) for chunk in tensor.split(BATCH)]
-            else:
-                parts = [torch.softmax(self.net(chunk), dim=1) for chunk in tensor.split(BATCH)]
-        return torch.cat(parts).numpy().astype(np.float64) if parts else np.zeros((0, len(CLASSES)))
+        return self._probabilities(images, lambda chunk: torch.softmax(self.net(chunk), dim=1))
+
+    def served_proba(self, images: np.ndarray) -> np.ndarray:
+        """``predict_proba`` through the fused form when there is one."""
+        if self._fast is None:
+            return self.predict_proba(images)
+        return self._probabilities(images, self._fast)
 
     def predict(self, images: np.ndarray) -> tuple[list[int], list[float]]:
         return _answer(self.predict_proba(images))
+
+    def serve(self, images: np.ndarray) -> tuple[list[int], list[float]]:
+        return _answer(self.served_proba(images))
+
+    @staticmethod
+    def _probabilities(images: np.ndarray, net: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+        tensor = to_tensor(images)
+        with torch.inference_mode():
+            parts = [net(chunk) for chunk in tensor.split(BATCH)]
+        return torch.cat(parts).numpy().astype(np.float64) if parts else np.zeros((0, len(CLASSES)))

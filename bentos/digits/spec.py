@@ -17,7 +17,7 @@ SMOKE = [np.zeros((8, 8))]
 
 def score(model: Any, images: list[np.ndarray]) -> list[dict]:
     """The digit and its probability for a batch of normalised 8×8 images (0–16)."""
-    labels, scores = model.predict(np.stack(images))
+    labels, scores = model.serve(np.stack(images))
     return [{"prediction": label, "score": round(float(p), 6)}
             for label, p in zip(labels, scores, strict=True)]
 
