@@ -1,9 +1,9 @@
-"""A fitted multi-class RBF ``SVC`` under temperature scaling as three numpy steps over a whole batch.
+"""A fitted multi-class RBF ``SVC`` under temperature scaling as a few matrix products over a whole batch.
 
 scikit-learn answers one image in ~3.8 ms here whatever the batch: libsvm's kernel loop, then a
 Python loop over the 45 class pairs (``_ovr_decision_function``, 1.4 ms alone), then the calibration
-wrapper's input checks, all with the GIL held. The same arithmetic as matrices costs tens of
-microseconds: the RBF kernel against every support vector (one matrix product), every pair's
+wrapper's input checks, all with the GIL held. The same arithmetic as matrices costs 0.3 ms for one
+image and 2.4 ms for 32: the RBF kernel against every support vector (one matrix product), every pair's
 one-vs-one decision (one product with a matrix of the dual coefficients), the one-vs-rest votes and
 confidences (two more products), and the calibrator's softmax.
 

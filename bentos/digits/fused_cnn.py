@@ -4,7 +4,7 @@ Trained, the ensemble is three ``DigitNet``s run one after another, each eleven 
 (conv, batch norm, ReLU, pool, ...). On 8×8 images a call's fixed cost outweighs its arithmetic, so
 one image took ~1.7 ms. Here each batch norm is folded into the convolution before it (eval mode: a
 fixed scale and shift), the members' first convolutions become one, their later ones one grouped
-convolution each, and their heads one batched product: seven calls for the whole ensemble.
+convolution each, and their heads one batched product: twelve calls for the whole ensemble, not 33.
 
 The folding reorders float32 arithmetic, so answers agree to rounding error, not bit for bit; a model
 serves through this form only if it matches the trained network on probes when it loads.
