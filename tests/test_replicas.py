@@ -111,9 +111,13 @@ def test_predictions_through_both_replicas_land_in_one_log_once(replicas: list) 
         answer = client.post("/titanic/predict", json=[{"Sex": "female", "Pclass": 1}],
                              headers={"X-Request-ID": request_id})
         assert answer.status_code == 200
-    time.sleep(1)  # the journals ship every 200 ms
-    rows = [r for r in a.get("/admin/predictions", params={"model": "titanic", "limit": 1000},
-                             headers=ADMIN).json() if r["request_id"] in sent]
+    deadline = time.monotonic() + 10  # B's journal reaches the database at its next shipment (1 s)
+    while True:
+        rows = [r for r in a.get("/admin/predictions", params={"model": "titanic", "limit": 1000},
+                                 headers=ADMIN).json() if r["request_id"] in sent]
+        if len(rows) >= len(sent) or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
     assert sorted(r["request_id"] for r in rows) == sorted(sent)  # every one, once
 
 
