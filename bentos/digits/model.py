@@ -8,6 +8,7 @@ model as trained and evaluated; ``serve`` is what the fleet serves: a faster for
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -116,9 +117,15 @@ def _compiled(pipeline: Pipeline) -> CompiledSVC | None:
     return fast if fast.matches(pipeline, _probes()) else None
 
 
+@functools.cache
 def _probes() -> np.ndarray:
-    """A blank image and a hundred real digits of every class: what a served form must answer alike."""
-    return np.concatenate([np.zeros((1, SIZE, SIZE)), load_digits()[0][::18]]).astype(np.float32)
+    """A blank image and a hundred real digits of every class: what a served form must answer alike.
+
+    Read once per process (reading the digits takes ~30 ms, and every load of either model checks
+    its served form against them); read-only, since every load shares it."""
+    probes = np.concatenate([np.zeros((1, SIZE, SIZE)), load_digits()[0][::18]]).astype(np.float32)
+    probes.setflags(write=False)
+    return probes
 
 
 class DigitNet(nn.Module):
