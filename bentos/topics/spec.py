@@ -9,8 +9,9 @@ from fleet.spec import Batching, ModelSpec
 
 
 def score(model: TopicModel, texts: list[str]) -> list[dict]:
-    """Every class per text, highest score first; one tokenise-and-encode pass per batch."""
-    return [{"ranked": ranked} for ranked in model.classify(texts, top_k=len(model.classes))]
+    """Every class per text, highest score first; one tokenise-and-encode pass per batch, through the
+    served (fused) encoder."""
+    return [{"ranked": ranked} for ranked in model.serve(texts, top_k=len(model.classes))]
 
 
 SPEC = ModelSpec(
