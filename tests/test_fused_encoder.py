@@ -60,7 +60,8 @@ def test_an_encoder_of_another_kind_is_served_by_transformers(encoder) -> None:
     with pytest.raises(TypeError, match="not an encoder this folds"):
         FusedEncoder(other)
     batches = [encoder._tokens(list(texts)) for texts in PROBES]
-    assert fused_encoder.fused(other, batches, [torch.zeros(len(b["input_ids"]), 384) for b in batches]) is None
+    zeros = [torch.zeros(len(b["input_ids"]), 384) for b in batches]
+    assert fused_encoder.fused(other, batches, zeros) is None
 
 
 def test_a_fused_form_that_disagrees_is_not_served(encoder) -> None:
