@@ -59,15 +59,15 @@ def test_an_encoder_of_another_kind_is_served_by_transformers(encoder) -> None:
     other.config.hidden_act = "relu"
     with pytest.raises(TypeError, match="not an encoder this folds"):
         FusedEncoder(other)
-    batches = [encoder._tokens(list(texts)) for texts in PROBES]
+    batches = [encoder.tokens(list(texts)) for texts in PROBES]
     zeros = [torch.zeros(len(b["input_ids"]), 384) for b in batches]
     assert fused_encoder.fused(other, batches, zeros) is None
 
 
 def test_a_fused_form_that_disagrees_is_not_served(encoder) -> None:
-    batches = [encoder._tokens(list(texts)) for texts in PROBES]
+    batches = [encoder.tokens(list(texts)) for texts in PROBES]
     with torch.inference_mode():
-        expected = [encoder._pooled(encoder.model(**b).last_hidden_state, b) for b in batches]
+        expected = [encoder.trained(b) for b in batches]
     assert fused_encoder.fused(encoder.model, batches, expected) is not None
     off = [e.clone() for e in expected]
     off[1][2, 0] += 1e-3  # one component of the padded batch's last embedding

@@ -68,9 +68,14 @@ class FusedEncoder(nn.Module):
             x = functional.layer_norm(linear(context, *w["out"]) + x, (width,), *w["norm1"], self.eps)
             x = functional.layer_norm(linear(functional.gelu(linear(x, *w["up"])), *w["down"]) + x,
                                       (width,), *w["norm2"], self.eps)
-        weights = attention_mask.unsqueeze(-1).to(x.dtype)
-        mean = (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-        return functional.normalize(mean, p=2, dim=1)
+        return mean_pooled(x, attention_mask)
+
+
+def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens, unit length: sentence-transformers' pooling, for both encoders."""
+    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+    return functional.normalize(mean, p=2, dim=1)
 
 
 def _pair(module: nn.Module) -> Pair:

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoTokenizer
 
-from bentos.topics.fused_encoder import FusedEncoder, fused
+from bentos.topics.fused_encoder import FusedEncoder, fused, mean_pooled
 
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_TEXT_CHARS = 512
@@ -66,9 +66,9 @@ class Encoder:
 
     def fuse(self) -> None:
         """Serve through ``FusedEncoder`` from now on if it embeds ``PROBES`` as ``model`` does."""
-        batches = [self._tokens(list(texts)) for texts in PROBES]
+        batches = [self.tokens(list(texts)) for texts in PROBES]
         with torch.inference_mode():
-            expected = [self._pooled(self.model(**batch).last_hidden_state, batch) for batch in batches]
+            expected = [self.trained(batch) for batch in batches]
         self._fast = fused(self.model, batches, expected)
 
     @classmethod
@@ -95,34 +95,27 @@ class Encoder:
         order = np.argsort([len(t) for t in texts], kind="stable")
         out = torch.empty(len(texts), self.dimension)
         starts = range(0, len(texts), batch_size)
-        embed_batch = self._fast_batch if served and self._fast is not None else self._embed_batch
+        embed_batch = self._served if served and self._fast is not None else self.trained
         with torch.inference_mode():
             for step, start in enumerate(starts, 1):
                 idx = order[start:start + batch_size]
-                out[torch.as_tensor(idx)] = embed_batch([texts[i] for i in idx])
+                out[torch.as_tensor(idx)] = embed_batch(self.tokens([texts[i] for i in idx]))
                 if on_batch:
                     on_batch(step, len(starts))
         return out
 
-    def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
+    def tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """One padded token batch, cut at ``max_tokens``."""
         return dict(self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
         ))
 
-    def _embed_batch(self, texts: list[str]) -> torch.Tensor:
-        batch = self._tokens(texts)
-        return self._pooled(self.model(**batch).last_hidden_state, batch)
+    def trained(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A token batch's embeddings through transformers, as the model was trained."""
+        return mean_pooled(self.model(**batch).last_hidden_state, batch["attention_mask"])
 
-    def _fast_batch(self, texts: list[str]) -> torch.Tensor:
-        batch = self._tokens(texts)
+    def _served(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._fast(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-
-    @staticmethod
-    def _pooled(hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean over real tokens, unit length: sentence-transformers' pooling."""
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(mean, p=2, dim=1)
 
     def save(self, model_dir: Path, tokenizer_dir: Path) -> None:
         self.model.save_pretrained(str(model_dir), safe_serialization=True)
