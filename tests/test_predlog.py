@@ -275,20 +275,26 @@ def test_spool_lines_of_the_earlier_format_replay(tmp_path: Path) -> None:
     assert found["e0"]["outputs"] == {"approved": 1, "probability": 0.9}
 
 
-def test_nothing_is_dropped_silently(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["queued", "write-through"])
+def test_nothing_is_dropped_silently(tmp_path: Path, mode: str) -> None:
     unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
     registry = CollectorRegistry()
-    with open_log(unreachable, tmp_path, registry, max_spool_bytes=4000) as log:
+    kept = "spooled" if mode == "queued" else "journaled"
+    journal = {"journal": True, "sync": "write"} if mode == "write-through" else {}
+    with open_log(unreachable, tmp_path, registry, max_spool_bytes=4000, **journal) as log:
         outcomes = [log.record(row(f"d{i}")).result(10) for i in range(30)]
-        assert outcomes[0] == "spooled" and outcomes[-1] == "dropped"
-        spooled, dropped = outcomes.count("spooled"), outcomes.count("dropped")
+        assert outcomes[0] == kept and outcomes[-1] == "dropped"
+        spooled, dropped = outcomes.count(kept), outcomes.count("dropped")
         assert (log.stats.spooled, log.stats.dropped) == (spooled, dropped)
         dropped_total = registry.get_sample_value("fleet_predlog_dropped_rows_total",
                                                   {"reason": "spool_full"})
         assert dropped_total == dropped
-        assert registry.get_sample_value("fleet_predlog_spooled_rows") == spooled
+        assert registry.get_sample_value("fleet_predlog_rows_total", {"outcome": kept}) == spooled
+        if mode == "queued":  # a journal's rows are shipped, not waiting: the gauge is the spool's
+            assert registry.get_sample_value("fleet_predlog_spooled_rows") == spooled
     (tmp_path / "a-file").write_text("")  # a spool that cannot be written at all
-    with PredictionLog(unreachable, spool_dir=tmp_path / "a-file" / "spool", registry=registry) as log:
+    with PredictionLog(unreachable, spool_dir=tmp_path / "a-file" / "spool", registry=registry,
+                       **journal) as log:
         assert log.record(row("e1")).result(10) == "dropped"
     assert registry.get_sample_value("fleet_predlog_dropped_rows_total", {"reason": "spool_error"}) == 1
 

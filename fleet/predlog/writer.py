@@ -43,12 +43,29 @@ Outcome = Literal["committed", "spooled", "journaled", "dropped"]
 Sync = Literal["write", "fsync"]
 
 
+class _Resolved:
+    """The outcome of a write-through ``record``, known before it returns. A ``Future`` (and its
+    ``Condition``) built and resolved for every call, with the metric child looked up each time, were
+    half of ``record``: 46 -> 24 us a names row, median of 7 alternated runs of 5000."""
+
+    __slots__ = ("_outcome",)
+
+    def __init__(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+
+    def done(self) -> bool:
+        return True
+
+    def result(self, timeout: float | None = None) -> Outcome:
+        return self._outcome
+
+
 class Receipt:
     """What ``record`` returns: await it (or ``result()``) for the outcome once the rows are durable."""
 
     __slots__ = ("_future", "ids")
 
-    def __init__(self, future: concurrent.futures.Future, ids: list[str]) -> None:
+    def __init__(self, future: concurrent.futures.Future | _Resolved, ids: list[str]) -> None:
         self._future = future
         self.ids = ids
 
@@ -103,6 +120,7 @@ class PredictionLog(LogQueries):
         self.journal = journal
         self.write_through = journal and sync == "write"
         self.metrics = Metrics.of(registry)
+        self._journaled = self.metrics.rows.labels("journaled")  # looked up once, not per record
         self.stats = Stats()
         self.spool = Spool(Path(spool_dir) if spool_dir else self._default_spool(), max_spool_bytes)
         self._insert = insert_ignoring_duplicates(self.engine.dialect)
@@ -139,11 +157,14 @@ class PredictionLog(LogQueries):
         if isinstance(rows, (Prediction, Mapping)):
             rows = [rows]
         stored = [as_prediction(r).to_row() for r in rows]
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        receipt = Receipt(future, [r["id"] for r in stored])
+        ids = [r["id"] for r in stored]
         if self.write_through and stored and not self._closed:
-            self._journal_rows(stored, [_Job(stored, future)], fsync=False, queued=False)
-            return receipt
+            failure = self._append_journal(stored, fsync=False)
+            if failure:
+                self._drop(len(stored), failure)
+            return Receipt(_Resolved("dropped" if failure else "journaled"), ids)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        receipt = Receipt(future, ids)
         with self._lock:
             refused = "closed" if self._closed else "queue_full" if (
                 self._queued + len(stored) > self.max_queue) else ""
@@ -262,23 +283,21 @@ class PredictionLog(LogQueries):
         """
         rows = [r for job in jobs for r in job.rows]
         if rows:
-            self._journal_rows(rows, [job for job in jobs if job.rows], fsync=True, queued=True)
+            failure = self._append_journal(rows, fsync=True)
+            self._resolve([job for job in jobs if job.rows], "dropped" if failure else "journaled", failure)
         markers = [job for job in jobs if not job.rows]
         if markers:
             with self._lock:
                 self._markers += [job.future for job in markers]
             self._ship_now.set()
 
-    def _journal_rows(self, rows: list[dict[str, Any]], jobs: list[_Job], fsync: bool, queued: bool) -> None:
-        """Append rows to the journal and answer their jobs ("journaled", or "dropped" and why);
-        ``queued``: the jobs came through the writer's queue (and count in its length)."""
+    def _append_journal(self, rows: list[dict[str, Any]], fsync: bool) -> str:
+        """Append rows to the journal and count them; "" when done, else why not (nothing counted)."""
         failure = self.spool.append(rows, fsync=fsync)
-        if failure:
-            self._resolve(jobs, "dropped", reason=failure, queued=queued)
-            return
-        self.stats.spooled += len(rows)
-        self.metrics.rows.labels("journaled").inc(len(rows))
-        self._resolve(jobs, "journaled", queued=queued)
+        if not failure:
+            self.stats.spooled += len(rows)
+            self._journaled.inc(len(rows))
+        return failure
 
     def _ship_loop(self) -> None:
         """Journal mode: every ``SHIP_SECONDS`` (or at once for a flush) rotate the journal and commit
@@ -306,14 +325,14 @@ class PredictionLog(LogQueries):
             if stopping:
                 return
 
-    def _resolve(self, jobs: list[_Job], outcome: Outcome, reason: str = "", queued: bool = True) -> None:
+    def _resolve(self, jobs: list[_Job], outcome: Outcome, reason: str = "") -> None:
+        """Answer queued jobs (they leave the queue's count); a dropped job's rows are counted as lost."""
         open_jobs = [job for job in jobs if not job.future.done()]
         count = sum(len(job.rows) for job in open_jobs)
         if outcome == "dropped" and count:
             self._drop(count, reason)
-        if queued:
-            with self._lock:
-                self._queued -= count
+        with self._lock:
+            self._queued -= count
         for job in open_jobs:
             job.future.set_result(outcome)
 
