@@ -30,11 +30,12 @@ def bentoml_home() -> Path:
     return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
 
 
-def write_atomically(path: Path, text: str, *, durable: bool = False) -> None:
+def write_atomically(path: Path, text: str, *, durable: bool = False, mtime_ns: int | None = None) -> None:
     """Replace ``path`` with ``text`` so a reader never sees half a file (its folder is created).
 
     ``durable``: the data and the folder entry are fsync'd before this returns, so the new file
-    survives a crash of the machine, not only of the process.
+    survives a crash of the machine, not only of the process. ``mtime_ns``: the new file appears
+    with this modification time already set (a reader never sees the time of the write instead).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
@@ -42,6 +43,8 @@ def write_atomically(path: Path, text: str, *, durable: bool = False) -> None:
         if durable:
             handle.flush()
             os.fsync(handle.fileno())
+    if mtime_ns is not None:
+        os.utime(handle.name, ns=(mtime_ns, mtime_ns))
     os.replace(handle.name, path)
     if durable:
         folder = os.open(path.parent, os.O_RDONLY)

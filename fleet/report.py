@@ -326,11 +326,12 @@ def render(log: Any, models: Sequence[str] | None = None, since: datetime | time
 
 
 def write_report(log: Any, path: str | Path, models: Sequence[str] | None = None,
-                 since: datetime | timedelta | None = None) -> Path:
-    """Bring the aggregates up to date, then write the report to ``path`` (atomically); returns the path."""
+                 since: datetime | timedelta | None = None, began_ns: int | None = None) -> Path:
+    """Bring the aggregates up to date, then write the report to ``path`` (atomically); returns the path.
+    ``began_ns``: the file's mtime, when the render began (the monitor's "rendered at")."""
     path = Path(path)
     rollup.catch_up(log.engine)
-    write_atomically(path, render(log, models, since))
+    write_atomically(path, render(log, models, since), mtime_ns=began_ns)
     return path
 
 
