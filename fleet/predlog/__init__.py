@@ -43,7 +43,8 @@ import X`` is the way in):
   ``DatabaseUnavailable``; the caller resends).
 - ``spool``: ``Spool``, the local journal / outage spool files.
 - ``metrics``: the Prometheus metrics and per-instance ``Stats``.
-- ``writer``: ``PredictionLog`` and ``Receipt``: record, group commit, journal shipping, replay; its
+- ``receipt``: ``Receipt``, what ``record`` answers, and the ``Outcome`` it resolves to.
+- ``writer``: ``PredictionLog``: record, group commit, journal shipping, replay; its
   tunables ``SHIP_SECONDS`` and ``ORPHAN_SCAN_SECONDS`` are read there (patch them there).
 - ``queries``: the read side (``query``, feedback, live accuracy, drift inputs and history), a mixin
   of ``PredictionLog``, and ``LogReader``, that read side alone for processes that write no predictions.
@@ -65,6 +66,7 @@ from fleet.predlog.database import (
 )
 from fleet.predlog.metrics import Metrics, Stats
 from fleet.predlog.queries import Accuracy, LogReader
+from fleet.predlog.receipt import Outcome, Receipt
 from fleet.predlog.schema import (
     ANSWERED,
     JSON,
@@ -87,7 +89,7 @@ from fleet.predlog.schema import (
     utcnow,
 )
 from fleet.predlog.spool import Spool
-from fleet.predlog.writer import Outcome, PredictionLog, Receipt, Sync
+from fleet.predlog.writer import PredictionLog, Sync
 
 __all__ = [
     "ANSWERED",

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fleet.predlog.database import create_engine, current_revision, database_url, migrate
+from fleet.predlog.receipt import Receipt
 from fleet.predlog.schema import Prediction
-from fleet.predlog.writer import PredictionLog, Receipt
+from fleet.predlog.writer import PredictionLog
 
 # the package docstring's first line, as --help showed it when this was fleet/predlog.py
 DESCRIPTION = "The prediction log: one row per answered prediction, durable before the answer leaves."
