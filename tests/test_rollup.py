@@ -5,6 +5,7 @@ report still shows their traffic."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,6 +69,24 @@ def test_buckets_agree_with_the_raw_rows_and_count_nothing_twice(
         hist = rollup.merged(row["latency_hist"] for row in rollup.read_buckets(log.engine))
         exact = float(np.quantile(latencies, 0.5))
         assert abs(rollup.quantile(hist, 0.5) / exact - 1) < 0.2  # within one 1.2× step
+
+
+def test_the_database_bins_latencies_as_python_does(db_url: str, tmp_path: Path, now: datetime) -> None:
+    """The buckets are counted by the database: each latency lands in the bin ``latency_bin`` gives it,
+    on the edges too, and a prediction 0.3 ms before the next five minutes is still in its own (SQLite
+    reads times to the millisecond, rounding)."""
+    edges = rollup.LATENCY_EDGES
+    latencies = [0.0, edges[0], edges[0] * 0.999, *edges[10:13], edges[40] * 1.0001, edges[-1], 1e9]
+    times = [now + timedelta(seconds=i) for i in range(len(latencies) - 1)]
+    times.append(now + rollup.BUCKET - timedelta(microseconds=300))
+    with open_log(db_url, tmp_path) as log:
+        log.record([Prediction(f"b{i}", "loans", "v1", "stable", {}, {}, latency, created_at=at)
+                    for i, (latency, at) in enumerate(zip(latencies, times, strict=True))]).result(30)
+        done = rollup.catch_up(log.engine, now + timedelta(minutes=1))
+        (bucket,) = rollup.read_buckets(log.engine)
+    assert (done["buckets"], done["rows"]) == (1, len(latencies))
+    assert bucket["latency_hist"] == dict(Counter(str(rollup.latency_bin(x)) for x in latencies))
+    assert (bucket["bucket"], bucket["first_at"], bucket["last_at"]) == (now, now, times[-1])
 
 
 def test_late_rows_and_late_feedback_are_picked_up(db_url: str, tmp_path: Path, now: datetime) -> None:

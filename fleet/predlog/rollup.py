@@ -31,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from fleet.predlog.schema import (
     drift_results,
@@ -70,6 +72,7 @@ class PruneRun(TypedDict):
 
 
 def latency_bin(latency_ms: float) -> int:
+    """The histogram bin of a latency (the database computes the same in ``_grouped``)."""
     return bisect.bisect_right(LATENCY_EDGES, latency_ms)
 
 
@@ -113,34 +116,73 @@ def _ceil(moment: datetime, seconds: int) -> datetime:
 
 def recompute(connection: sa.Connection, start: datetime, end: datetime) -> tuple[int, int]:
     """Replace the five-minute buckets in [start, end) (aligned) by what the raw rows say, then the
-    hours and days around them; returns (five-minute buckets, raw rows read)."""
-    p, f = predictions.c, feedback.c
-    on = sa.and_(p.request_id == f.request_id, p.model == f.model, p.item == f.item)
-    hit = sa.case((f.label_key.is_(None), None), (p.label == f.label_key, 1), else_=0)
-    stmt = (sa.select(p.model, p.version, p.role, p.created_at, p.latency_ms, hit.label("hit"))
-            .select_from(predictions.outerjoin(feedback, on))
-            .where(p.created_at >= start, p.created_at < end))
+    hours and days around them; returns (five-minute buckets, raw rows read).
+
+    The database counts: one grouped query returns a row per series, five minutes and latency bin,
+    not one per prediction. Read row by row into Python, a catch-up of 150,000 predictions took 3.9 s
+    of the monitor's CPU, every minute, on the cores that serve (the monitor runs at idle priority,
+    but the cores are shared)."""
     found: dict[tuple[str, str, str, datetime], dict[str, Any]] = {}
     rows = 0
-    for row in connection.execute(stmt):
-        rows += 1
-        _add(found, WIDTHS[0], row, {"predictions": 1, "latency_hist": {str(latency_bin(row.latency_ms)): 1},
-                                     "first_at": row.created_at, "last_at": row.created_at,
-                                     "feedback": int(row.hit is not None), "correct": int(row.hit or 0)})
+    for group in connection.execute(_grouped(start, end)):
+        rows += group.predictions
+        moment = datetime.fromtimestamp(group.slot * WIDTHS[0], UTC)
+        _add(found, (group.model, group.version, group.role, moment), {
+            "seconds": WIDTHS[0], "predictions": group.predictions,
+            "latency_hist": {str(group.bin): group.predictions}, "first_at": group.first_at,
+            "last_at": group.last_at, "feedback": group.feedback, "correct": int(group.correct or 0)})
     _replace(connection, WIDTHS[0], start, end, list(found.values()))
     for finer, width in itertools.pairwise(WIDTHS):
         _coarsen(connection, finer, width, floor(start, width), _ceil(end, width))
     return len(found), rows
 
 
-def _add(found: dict[tuple[str, str, str, datetime], dict[str, Any]], width: int, row: Any,
+class _FiveMinutes(FunctionElement):
+    """The five-minute slot of a time column (seconds since the epoch // 300), as the database computes it."""
+
+    type = sa.Integer()
+    inherit_cache = True
+
+
+@compiles(_FiveMinutes)
+def _five_minutes(element: _FiveMinutes, compiler: Any, **kw: Any) -> str:
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) / 300) AS INTEGER)"
+
+
+@compiles(_FiveMinutes, "sqlite")
+def _five_minutes_sqlite(element: _FiveMinutes, compiler: Any, **kw: Any) -> str:
+    # The column holds UTC text ("2026-12-03 16:09:59.999706"). strftime reads it as UTC but rounds to
+    # the millisecond (that one would fall in 16:10), so the fraction is cut off first.
+    column = compiler.process(element.clauses, **kw)
+    return f"(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) / 300)"
+
+
+def _grouped(start: datetime, end: datetime) -> sa.Select:
+    """Per series, five minutes and latency bin of the predictions in [start, end): count, first and
+    last time, how many have feedback and how many of those were right."""
+    p, f = predictions.c, feedback.c
+    on = sa.and_(p.request_id == f.request_id, p.model == f.model, p.item == f.item)
+    hit = sa.case((f.label_key.is_(None), None), (p.label == f.label_key, 1), else_=0)
+    # bisect_right(LATENCY_EDGES, latency) as the same comparisons, so SQL bins exactly as Python
+    binned = sa.case(*((p.latency_ms < edge, i) for i, edge in enumerate(LATENCY_EDGES)),
+                     else_=len(LATENCY_EDGES))
+    rows = (sa.select(p.model, p.version, p.role, p.created_at, _FiveMinutes(p.created_at).label("slot"),
+                      binned.label("bin"), hit.label("hit"))
+            .select_from(predictions.outerjoin(feedback, on))
+            .where(p.created_at >= start, p.created_at < end)).subquery()
+    r = rows.c
+    return (sa.select(r.model, r.version, r.role, r.slot, r.bin, sa.func.count().label("predictions"),
+                      sa.func.min(r.created_at).label("first_at"), sa.func.max(r.created_at).label("last_at"),
+                      sa.func.count(r.hit).label("feedback"), sa.func.sum(r.hit).label("correct"))
+            .group_by(r.model, r.version, r.role, r.slot, r.bin))
+
+
+def _add(found: dict[tuple[str, str, str, datetime], dict[str, Any]], key: tuple[str, str, str, datetime],
          part: dict[str, Any]) -> None:
-    """Add ``part`` (counts, histogram, first/last) to the ``width`` bucket of ``row``'s series."""
-    moment = getattr(row, "bucket", None) or row.created_at
-    key = (row.model, row.version, row.role, floor(moment, width))
+    """Add ``part`` (its width, counts, histogram, first/last) to the bucket ``key`` (series, start)."""
     into = found.get(key)
     if into is None:
-        found[key] = {"seconds": width, "model": key[0], "version": key[1], "role": key[2], "bucket": key[3],
+        found[key] = {"model": key[0], "version": key[1], "role": key[2], "bucket": key[3],
                       **part, "latency_hist": dict(part["latency_hist"])}
         return
     for name in ("predictions", "feedback", "correct"):
@@ -165,8 +207,9 @@ def _coarsen(connection: sa.Connection, finer: int, width: int, start: datetime,
     stmt = sa.select(prediction_buckets).where(b.seconds == finer, b.bucket >= start, b.bucket < end)
     found: dict[tuple[str, str, str, datetime], dict[str, Any]] = {}
     for row in connection.execute(stmt):
-        _add(found, width, row, {name: getattr(row, name) for name in (
-            "predictions", "latency_hist", "first_at", "last_at", "feedback", "correct")})
+        _add(found, (row.model, row.version, row.role, floor(row.bucket, width)), {"seconds": width, **{
+            name: getattr(row, name) for name in (
+                "predictions", "latency_hist", "first_at", "last_at", "feedback", "correct")}})
     _replace(connection, width, start, end, list(found.values()))
 
 
