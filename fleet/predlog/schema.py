@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+
+from fleet.ids import time_ordered_id
 
 ROLES = ("stable", "canary", "shadow", "pinned")
 ANSWERED = ("stable", "canary", "pinned")  # roles whose output reached the caller
@@ -189,7 +190,7 @@ class Prediction:
     latency_ms: float
     label: Any = None
     item: int = 0
-    id: str = field(default_factory=lambda: os.urandom(16).hex())  # as uuid4().hex, a quarter of its cost
+    id: str = field(default_factory=time_ordered_id)  # the primary key: see fleet.ids
     created_at: datetime = field(default_factory=utcnow)
 
     def to_row(self) -> dict[str, Any]:
