@@ -44,7 +44,7 @@ def json_problem(data: bytes) -> str | None:
     """What is wrong with a JSON body, in words for the caller, or None when it is sound."""
     try:
         text = data.decode("utf-8")
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite, parse_int=_bounded_int)
+        value = _DECODER.decode(text)
     except UnicodeDecodeError as error:
         return f"the body is not UTF-8 (byte {error.start})"
     except json.JSONDecodeError as error:
@@ -71,6 +71,10 @@ def _bounded_int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_DIGITS:
         raise ValueError(f"an integer in the body has more than {MAX_DIGITS} digits")
     return int(text)
+
+
+# built once: ``json.loads`` with hooks builds a decoder on every call
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite, parse_int=_bounded_int)
 
 
 def _shape_problem(value: Any) -> str | None:

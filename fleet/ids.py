@@ -8,11 +8,10 @@ shipments, same database).
 
 from __future__ import annotations
 
-import os
+import random
 import threading
 import time
 
-_RANDOM_BITS = (1 << 62) - 1
 _last = 0
 _lock = threading.Lock()
 
@@ -20,11 +19,13 @@ _lock = threading.Lock()
 def time_ordered_id() -> str:
     """48 bits of Unix milliseconds, the version (7), 12 bits of the millisecond's fraction (RFC 9562's
     method 3), the variant (0b10) and 62 random bits; within a process each id sorts after the last,
-    even where the clock is coarse."""
+    even where the clock is coarse. The bits come from ``random`` (reseeded in a forked child), not
+    ``os.urandom``: an id is no secret, and in a profile of a busy serving worker 103 of this
+    function's 119 samples were in that system call (idle, 1.9 -> 1.3 us a call)."""
     global _last
     ms, fraction = divmod(time.time_ns(), 1_000_000)
     value = (ms << 80 | 0x7 << 76 | (fraction * 4096 // 1_000_000) << 64
-             | 0b10 << 62 | int.from_bytes(os.urandom(8), "big") & _RANDOM_BITS)
+             | 0b10 << 62 | random.getrandbits(62))
     with _lock:
         value = _last = max(value, _last + 1)
     return f"{value:032x}"
