@@ -41,8 +41,9 @@ OPERATIONS: dict[str, Operation] = {
     "GET /admin/report": {
         "tag": "monitoring", "summary": "The monitoring report (HTML)", "admin": True, "html": True,
         "description": "Live accuracy, drift and latency per model and version, as one HTML page, "
-                       "rendered by its own process every minute (header X-Report-Rendered-At); "
-                       "`fresh=true` waits for a render that begins now."},
+                       "rendered by its own process every minute while it is being read (header "
+                       "X-Report-Rendered-At); the first read after a quiet spell, or `fresh=true`, "
+                       "waits for a render that begins now."},
     "GET /admin/models": {
         "tag": "admin", "summary": "Every version of every model, with metrics and lineage", "admin": True,
         "description": "What serves each model now, and every version in the store."},

@@ -5,8 +5,10 @@ that worker's latency while it ran. So every worker of the gateway starts one mo
 they queue on a lock in the state folder, and the one holding it, on idle CPU time only
 (``SCHED_IDLE``):
 - brings the log's five-minute aggregates up to date and renders the report into
-  ``<state>/report/<database>/report.html`` (atomically) every ``FLEET_REPORT_SECONDS`` (default 60), and at
-  once when someone asks for a fresh one (``ask``);
+  ``<state>/report/<database>/report.html`` (atomically) at once when someone asks for a fresh one
+  (``ask``), and every ``FLEET_REPORT_SECONDS`` (default 60) while the report is being read (a read in
+  the last ``WATCHED_INTERVALS`` intervals, ``seen``): a render is about a second of CPU on the cores
+  that serve, so a report nobody opens costs nothing;
 - applies retention (``FLEET_PREDLOG_RETENTION_DAYS``) once an hour.
 It dies with the worker that started it (``fleet.lifetime.die_with_parent``); the next in the queue
 takes the lock. ``/admin/report`` serves the last render (``rendered``), asking and waiting for a
@@ -35,6 +37,12 @@ logger = logging.getLogger(__name__)
 
 PRUNE_SECONDS = 3600.0
 POLL_SECONDS = 0.1
+WATCHED_INTERVALS = 10  # renders go on this many intervals after the last read of the report
+
+
+def interval() -> float:
+    """Seconds between renders while the report is read (``FLEET_REPORT_SECONDS``)."""
+    return float(os.environ.get("FLEET_REPORT_SECONDS", "60"))
 
 
 def folder() -> Path:
@@ -59,11 +67,19 @@ def rendered() -> Path | None:
 
 def ask() -> int:
     """Ask the monitor for a render that begins after now; returns the time to wait for (ns)."""
-    wanted = folder() / "wanted"
-    wanted.parent.mkdir(parents=True, exist_ok=True)
-    wanted.touch()
+    return _touch(folder() / "wanted")
+
+
+def seen() -> None:
+    """Someone read the report: the monitor keeps rendering it for ``WATCHED_INTERVALS`` intervals."""
+    _touch(folder() / "seen")
+
+
+def _touch(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
     now = time.time_ns()
-    os.utime(wanted, ns=(now, now))
+    os.utime(path, ns=(now, now))
     return now
 
 
@@ -90,13 +106,15 @@ def run(every: float) -> None:
     from fleet import report
     from fleet.predlog import LogReader, rollup
 
-    out, wanted = folder() / "report.html", folder() / "wanted"
+    out, wanted, seen_at = folder() / "report.html", folder() / "wanted", folder() / "seen"
     reader: LogReader | None = None
     # the first render waits for the interval or for someone to ask (a request finding no report
     # asks), so a server that nobody asks for a report spends nothing on one at start
     last_render, next_prune = time.monotonic(), time.monotonic()
     while True:
-        if time.monotonic() - last_render >= every or _mtime_ns(wanted) > _mtime_ns(out):
+        watched = time.time_ns() - _mtime_ns(seen_at) < every * WATCHED_INTERVALS * 1e9
+        due = watched and time.monotonic() - last_render >= every
+        if due or _mtime_ns(wanted) > _mtime_ns(out):
             started_ns, last_render = time.time_ns(), time.monotonic()
             try:
                 reader = reader or LogReader()
@@ -140,7 +158,7 @@ def main() -> None:
     folder().mkdir(parents=True, exist_ok=True)
     with open(folder() / "monitor.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers' monitors wait here
-        run(float(os.environ.get("FLEET_REPORT_SECONDS", "60")))
+        run(interval())
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -106,10 +107,13 @@ async def refresh_accuracy(log: PredictionLog) -> None:
 
 async def report_page(fresh: bool) -> tuple[str, str]:
     """The report's last render and when it began (ISO), from the report's own process
-    (``fleet.monitor``); a new one is asked for and awaited if ``fresh`` or there is none yet."""
+    (``fleet.monitor``); a new one is asked for and awaited if ``fresh``, if there is none yet, or if
+    the last is older than two intervals (nobody read the report for a while, so none was rendered;
+    should that render not come in time, the old one is served, its time in the header)."""
+    monitor.seen()
     path = monitor.rendered()
-    if fresh or path is None:
-        path = await monitor.fresh(REPORT_WAIT_SECONDS)
+    if fresh or path is None or time.time() - path.stat().st_mtime > 2 * monitor.interval():
+        path = await monitor.fresh(REPORT_WAIT_SECONDS) or (None if fresh else path)
     if path is None:
         raise Problem(503, {"detail": "the report is being rendered in its own process; try again shortly"})
     text = await asyncio.to_thread(path.read_text, encoding="utf-8")
