@@ -120,8 +120,8 @@ def recompute(connection: sa.Connection, start: datetime, end: datetime) -> tupl
 
     The database counts: one grouped query returns a row per series, five minutes and latency bin,
     not one per prediction. Read row by row into Python, a catch-up of 150,000 predictions took 3.9 s
-    of the monitor's CPU, every minute, on the cores that serve (the monitor runs at idle priority,
-    but the cores are shared)."""
+    of the monitor's CPU before every render, on the cores that serve (the monitor runs at idle
+    priority, but the cores are shared)."""
     found: dict[tuple[str, str, str, datetime], dict[str, Any]] = {}
     rows = 0
     for group in connection.execute(_grouped(start, end)):
@@ -138,7 +138,7 @@ def recompute(connection: sa.Connection, start: datetime, end: datetime) -> tupl
 
 
 class _FiveMinutes(FunctionElement):
-    """The five-minute slot of a time column (seconds since the epoch // 300), as the database computes it."""
+    """The five-minute slot of a time column (seconds since the epoch // ``WIDTHS[0]``), in the database."""
 
     type = sa.Integer()
     inherit_cache = True
@@ -146,7 +146,8 @@ class _FiveMinutes(FunctionElement):
 
 @compiles(_FiveMinutes)
 def _five_minutes(element: _FiveMinutes, compiler: Any, **kw: Any) -> str:
-    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) / 300) AS INTEGER)"
+    column = compiler.process(element.clauses, **kw)
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column}) / {WIDTHS[0]}) AS INTEGER)"
 
 
 @compiles(_FiveMinutes, "sqlite")
@@ -154,7 +155,7 @@ def _five_minutes_sqlite(element: _FiveMinutes, compiler: Any, **kw: Any) -> str
     # The column holds UTC text ("2026-12-03 16:09:59.999706"). strftime reads it as UTC but rounds to
     # the millisecond (that one would fall in 16:10), so the fraction is cut off first.
     column = compiler.process(element.clauses, **kw)
-    return f"(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) / 300)"
+    return f"(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) / {WIDTHS[0]})"
 
 
 def _grouped(start: datetime, end: datetime) -> sa.Select:
