@@ -300,6 +300,22 @@ def test_nothing_is_dropped_silently(tmp_path: Path, mode: str) -> None:
     assert registry.get_sample_value("fleet_predlog_dropped_rows_total", {"reason": "spool_error"}) == 1
 
 
+def test_the_spool_limit_counts_what_its_files_hold_across_rotation_and_replay(tmp_path: Path) -> None:
+    """The spool tracks its own file's size instead of asking the kernel each append: a full file
+    refuses, an emptied (replayed) or rotated one takes the limit's worth again."""
+    spool = predlog.Spool(tmp_path / "spool", max_bytes=1000)
+    line = {"id": "x" * 80}  # 91 bytes a line
+    assert [spool.append([line], fsync=False) for _ in range(11)] == [""] * 10 + ["spool_full"]
+    (own,) = spool.files()
+    assert own.stat().st_size == 910
+    spool.done(own)  # replayed: emptied, the whole limit again
+    assert [spool.append([line], fsync=False) for _ in range(11)] == [""] * 10 + ["spool_full"]
+    spool.rotate()  # the next append starts a new file with the limit of its own
+    assert spool.append([line], fsync=False) == ""
+    assert sorted(p.stat().st_size for p in spool.files()) == [91, 910]
+    spool.close()
+
+
 def test_migrations_keep_existing_rows(db_url: str, tmp_path: Path) -> None:
     engine = predlog.create_engine(predlog.database_url(db_url))
     predlog.migrate(engine, "0001")

@@ -38,6 +38,7 @@ class Spool:
         self.pending = 0
         self._own: Path | None = None
         self._own_handle: Any = None
+        self._own_size = 0  # bytes in the own file, kept here: ``tell()`` is a system call an append
         self._claimed: list[tuple[Path, Any]] = []  # (path, locked handle) of orphans and rotated files
         self._offsets: dict[Path, int] = {}
         self._lock = threading.RLock()  # journal mode: the writer appends while the shipper replays
@@ -76,6 +77,7 @@ class Spool:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._own = self.folder / f"{int(time.time() * 1000):015d}-{uuid.uuid4().hex[:12]}.jsonl"
             self._own_handle = open(self._own, "ab")  # noqa: SIM115 - lives as long as the log
+            self._own_size = 0  # a new file: its name is unique
             fcntl.flock(self._own_handle, fcntl.LOCK_EX)
         return self._own_handle
 
@@ -100,16 +102,18 @@ class Spool:
         start = None
         try:
             handle = self._own_file()
-            start = handle.tell()
+            start = self._own_size
             if start + len(data) > self.max_bytes:
                 return "spool_full"
             handle.write(data)
             handle.flush()
+            self._own_size += len(data)
             if fsync:
                 os.fsync(handle.fileno())
         except OSError:
             logger.exception("prediction log spool %s is not writable", self.folder)
             if start is not None:  # cut a half-written tail, so replay never meets a torn row
+                self._own_size = start
                 with contextlib.suppress(OSError):
                     self._own_handle.truncate(start)
                     self._own_handle.seek(start)
@@ -157,6 +161,7 @@ class Spool:
         if path == self._own:
             self._own_handle.truncate(0)
             self._own_handle.seek(0)
+            self._own_size = 0
             return
         for claimed in [c for c in self._claimed if c[0] == path]:
             with contextlib.suppress(OSError):
