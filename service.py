@@ -67,7 +67,7 @@ class Fleet:
         logging_on = os.environ.get("FLEET_PREDICTION_LOG", "on").lower() != "off"
         journal = os.environ.get("FLEET_PREDLOG_JOURNAL", "on").lower() != "off"
         sync = "fsync" if os.environ.get("FLEET_PREDLOG_SYNC", "write").lower() == "fsync" else "write"
-        self.log = PredictionLog(journal=journal, sync=sync) if logging_on else None
+        self.log = PredictionLog(journal=journal, sync=sync, ship_elsewhere=True) if logging_on else None
         self.traffic = Traffic(SPECS, self.log, worker=worker_index())
 
     @bentoml.on_startup

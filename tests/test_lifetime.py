@@ -2,7 +2,8 @@
 
 The real ``make serve`` on a free loopback port: its parents (make and ``bentoml serve``) are
 SIGKILLed as an OOM kill would, and the workers, which BentoML starts in sessions of their own, must
-be gone within 5 s so that the next ``make serve`` binds the same port and serves.
+be gone within 5 s, their monitors and prediction-log shippers with them, so that the next ``make
+serve`` binds the same port and serves.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def test_a_killed_server_takes_its_workers_and_a_restart_binds(routing_plan: Pat
     env = _env(routing_plan, tmp_path)
     with running(_make_serve(port), port, env, cwd=ROOT) as first:
         arbiter = _arbiter(first.pid)
-        workers = [p for p in arbiter.children(recursive=True) if WORKER in p.cmdline()]
+        below = arbiter.children(recursive=True)  # workers, and each worker's monitor and log shipper
+        workers = [p for p in below if WORKER in p.cmdline()]
         assert workers, "the server has no workers"
+        assert any("fleet.predlog.shipper" in p.cmdline() for p in below), "no prediction-log shipper"
         ready = httpx.get(f"{first.url}/readyz", timeout=10).json()
         assert ready["ready"] and ready["generation"]["pid"] == arbiter.pid
         assert ready["worker"]["pid"] in {w.pid for w in workers} and ready["worker"]["plan_errors"] == {}
@@ -60,8 +63,8 @@ def test_a_killed_server_takes_its_workers_and_a_restart_binds(routing_plan: Pat
         started = time.monotonic()
         for parent in (psutil.Process(first.pid), arbiter):  # no shutdown hook runs in either
             parent.send_signal(signal.SIGKILL)
-        _, alive = psutil.wait_procs(workers, timeout=5)
-        assert not alive, f"workers alive 5 s after their server died: {[p.cmdline() for p in alive]}"
+        _, alive = psutil.wait_procs(below, timeout=5)
+        assert not alive, f"processes alive 5 s after their server died: {[p.cmdline() for p in alive]}"
         print(f"\nworkers gone {time.monotonic() - started:.2f} s after the SIGKILL")
 
     with running(_make_serve(port), port, env, cwd=ROOT) as second:

@@ -18,7 +18,9 @@ In journal mode (``journal=True``, what the server uses: ``FLEET_PREDLOG_JOURNAL
 rows go first to this process's spool file, and a shipper thread of its own rotates that file and
 commits it to the database every ``SHIP_SECONDS`` (1 s: each shipment's rotation, fsync and commit
 cost the same for 50 rows as for 500, and at 0.2 s they took 5 % of a names server's throughput at
-32 clients), off the request path. How a request waits is
+32 clients), off the request path. With ``ship_elsewhere=True`` (the gateway's workers) that thread
+only rotates, fsyncs and releases the file, and a shipper process (``fleet.predlog.shipper``)
+commits it, so the commit's Python work never holds the serving process's GIL. How a request waits is
 ``sync``:
 - ``"write"`` (the server's default): ``record`` writes the rows into the journal in the caller's
   thread and the receipt is done at once. Once ``write(2)`` returns the rows are in the kernel, so
@@ -42,6 +44,7 @@ import X`` is the way in):
   everything that is not a prediction (feedback, drift results: committed before it returns, or
   ``DatabaseUnavailable``; the caller resends).
 - ``spool``: ``Spool``, the local journal / outage spool files.
+- ``shipper`` (``python -m fleet.predlog.shipper``): the process that commits a worker's journal.
 - ``metrics``: the Prometheus metrics and per-instance ``Stats``.
 - ``receipt``: ``Receipt``, what ``record`` answers, and the ``Outcome`` it resolves to.
 - ``writer``: ``PredictionLog``: record, group commit, journal shipping, replay; its

@@ -1,8 +1,10 @@
 """The prediction log's local journal: append-only JSON-lines files in a folder, one per log
 instance, each flock'ed by its owner. The writer appends here when the database is down (and, in
 journal mode, always) and replays the files in order; a file whose lock is free belonged to a process
-that died, and is adopted and replayed by the next log that opens the folder. It is separate from the
-writer because its whole job is file handling: rotation, fsync, torn tails and offsets.
+that died, and is adopted and replayed by the next log that opens the folder. A log that ships its
+journal from another process releases its rotated files (``release``) for that process to adopt the
+same way. It is separate from the writer because its whole job is file handling: rotation, fsync,
+torn tails and offsets.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Spool:
         self._own_size = 0  # bytes in the own file, kept here: ``tell()`` is a system call an append
         self._claimed: list[tuple[Path, Any]] = []  # (path, locked handle) of orphans and rotated files
         self._offsets: dict[Path, int] = {}
+        self._rows: dict[Path, int] = {}  # rows still to replay in each file, so a release can uncount them
         self._lock = threading.RLock()  # journal mode: the writer appends while the shipper replays
 
     def rotate(self) -> None:
@@ -51,17 +54,29 @@ class Spool:
                 self._claimed.append((self._own, self._own_handle))
                 self._own, self._own_handle = None, None
 
-    def claim_orphans(self) -> None:
-        """Lock and adopt every spool file in the folder that no living log holds."""
+    def release(self) -> list[Path]:
+        """Unlock and forget the rotated files not yet replayed, for another process to adopt and
+        replay (``claim_orphans``); they no longer count as pending here. Returns their paths."""
         with self._lock:
-            self._claim_orphans()
+            released = [(p, h) for p, h in self._claimed if p not in self._offsets]
+            for path, handle in released:
+                handle.close()
+                self._claimed.remove((path, handle))
+                self.pending = max(0, self.pending - self._rows.pop(path, 0))
+            return [p for p, _ in released]
 
-    def _claim_orphans(self) -> None:
+    def claim_orphans(self, min_age_s: float = 0.0) -> None:
+        """Lock and adopt every spool file in the folder that no living log holds (and, with
+        ``min_age_s``, that has not been written to for that long)."""
+        with self._lock:
+            self._claim_orphans(time.time() - min_age_s)
+
+    def _claim_orphans(self, written_before: float) -> None:
         if not self.folder.is_dir():
             return
         held = {self._own, *(p for p, _ in self._claimed)}
-        for path in sorted(self.folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
-            if path in held:
+        for path, mtime in sorted(_mtimes(self.folder.glob("*.jsonl")), key=lambda found: found[1]):
+            if path in held or mtime > written_before:
                 continue
             handle = open(path, "rb")  # noqa: SIM115 - kept open to hold the lock until replayed
             try:
@@ -70,7 +85,8 @@ class Spool:
                 handle.close()
                 continue
             self._claimed.append((path, handle))
-            self.pending += sum(1 for line in handle if line.strip())
+            self._rows[path] = sum(1 for line in handle if line.strip())
+            self.pending += self._rows[path]
 
     def _own_file(self) -> Any:
         if self._own_handle is None:
@@ -119,6 +135,7 @@ class Spool:
                     self._own_handle.seek(start)
             return "spool_error"
         self.pending += count
+        self._rows[self._own] = self._rows.get(self._own, 0) + count
         return ""
 
     def files(self, own: bool = True) -> list[Path]:
@@ -150,6 +167,7 @@ class Spool:
         with self._lock:
             self._offsets[path] = offset
             self.pending = max(0, self.pending - rows)
+            self._rows[path] = max(0, self._rows.get(path, 0) - rows)
 
     def done(self, path: Path) -> None:
         """Forget a fully replayed file: orphans are deleted, our own is emptied."""
@@ -158,6 +176,7 @@ class Spool:
 
     def _done(self, path: Path) -> None:
         self._offsets.pop(path, None)
+        self._rows.pop(path, None)
         if path == self._own:
             self._own_handle.truncate(0)
             self._own_handle.seek(0)
@@ -180,6 +199,13 @@ class Spool:
                 with contextlib.suppress(OSError):
                     self._own.unlink()
             self._own_handle = None
+
+
+def _mtimes(paths: Iterator[Path]) -> Iterator[tuple[Path, float]]:
+    """Each file with its mtime, leaving out any that another process deleted meanwhile."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            yield path, path.stat().st_mtime
 
 
 def from_spool(row: dict[str, Any]) -> dict[str, Any]:

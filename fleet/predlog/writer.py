@@ -1,7 +1,8 @@
 """The write path of the prediction log, and ``PredictionLog`` itself: ``record`` only enqueues (or, in
 journal write-through mode, appends to the journal in the caller's thread), one writer thread group-
 commits whatever has queued up, and in journal mode a shipper thread commits the journal off the
-request path; rows the database cannot take go to the spool and are replayed in order. The read side
+request path (or, ``ship_elsewhere``, hands it to a shipper process: ``fleet.predlog.shipper``); rows
+the database cannot take go to the spool and are replayed in order. The read side
 is the ``LogQueries`` mixin (``fleet.predlog.queries``), so the tunables below are the only knobs of
 the write path: patch them here, in ``fleet.predlog.writer``, where they are read.
 """
@@ -33,6 +34,7 @@ from fleet.predlog.metrics import Metrics, Stats
 from fleet.predlog.queries import LogQueries
 from fleet.predlog.receipt import Outcome, Receipt, Resolved
 from fleet.predlog.schema import Prediction, as_prediction
+from fleet.predlog.shipper import Handover
 from fleet.predlog.spool import Spool, from_spool
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,8 @@ class PredictionLog(LogQueries):
         registry: Any = None,
         journal: bool = False,
         sync: Sync = "fsync",
+        ship_elsewhere: bool = False,
+        scan_seconds: float | None = None,
     ) -> None:
         self.url = database_url(url)
         self.engine = create_engine(self.url)
@@ -77,6 +81,8 @@ class PredictionLog(LogQueries):
         self.retry_seconds = retry_seconds
         self.journal = journal
         self.write_through = journal and sync == "write"
+        self.ship_elsewhere = journal and ship_elsewhere
+        self.scan_seconds = ORPHAN_SCAN_SECONDS if scan_seconds is None else scan_seconds
         self.metrics = Metrics.of(registry)
         self._journaled = self.metrics.rows.labels("journaled")  # looked up once, not per record
         self.stats = Stats()
@@ -95,6 +101,7 @@ class PredictionLog(LogQueries):
         self._ship_now = threading.Event()
         self._markers: list[concurrent.futures.Future] = []  # flushes waiting for the next shipment
         self._shipper = threading.Thread(target=self._ship_loop, name="predlog-shipper", daemon=True)
+        self._handover = Handover(self.url, self.spool.folder) if self.ship_elsewhere else None
         if journal:
             self._shipper.start()
 
@@ -143,7 +150,7 @@ class PredictionLog(LogQueries):
     def drained(self, timeout: float = 30) -> bool:
         """Wait until nothing is queued or spooled (the database has every row); False on timeout."""
         deadline = time.monotonic() + timeout
-        while self._queued or self.spool.pending:
+        while self._queued or self.spool.pending or (self._handover and self._handover.unshipped()):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.02)
@@ -159,6 +166,8 @@ class PredictionLog(LogQueries):
         if self._shipper.is_alive():
             self._ship_now.set()
             self._shipper.join(timeout)
+        if self._handover is not None:
+            self._handover.stop(timeout)
         self.spool.close()
         self.engine.dispose()
 
@@ -208,11 +217,12 @@ class PredictionLog(LogQueries):
         """No traffic: retry the spool, and now and then adopt spool files of dead processes."""
         if self.journal:
             return  # the shipper does both
-        if not self.spool.pending and time.monotonic() - self._last_scan > ORPHAN_SCAN_SECONDS:
+        claimed = not self.spool.pending and time.monotonic() - self._last_scan > self.scan_seconds
+        if claimed:
             self._last_scan = time.monotonic()
             self.spool.claim_orphans()
         if self.spool.pending:
-            self._replay()
+            self._replay(force=claimed)
 
     def _write(self, jobs: list[_Job]) -> None:
         if self.journal:
@@ -259,7 +269,9 @@ class PredictionLog(LogQueries):
 
     def _ship_loop(self) -> None:
         """Journal mode: every ``SHIP_SECONDS`` (or at once for a flush) rotate the journal and commit
-        what it holds, in order; a failed shipment stays in the journal for the next one."""
+        what it holds, in order; a failed shipment stays in the journal for the next one. With
+        ``ship_elsewhere`` the rotated files are handed to a shipper process instead; a flush, and
+        the last shipment at close, still commit here."""
         while True:
             self._ship_now.wait(SHIP_SECONDS)
             self._ship_now.clear()
@@ -267,21 +279,43 @@ class PredictionLog(LogQueries):
             with self._lock:
                 markers, self._markers = self._markers, []
             try:
+                if self._handover is not None and not markers and not stopping:
+                    self._hand_over(self._handover)
+                    continue
                 self.spool.rotate()
                 self.spool.sync()
-                scan = time.monotonic() - self._last_scan > ORPHAN_SCAN_SECONDS
+                released = self._handover is not None and bool(self._handover.released)
+                scan = released or time.monotonic() - self._last_scan > self.scan_seconds
                 self._last_scan = time.monotonic() if scan else self._last_scan
                 # after a failed shipment (database down), retry at the retry interval only
                 failing = bool(self.spool.files(own=False))
                 self._replay(force=bool(markers) or not failing, scan=scan, own=False)
+                if released:  # what the scan could not adopt, the shipper process is committing
+                    self._handover.wait(time.monotonic() + 10)
             except Exception:  # the shipper must outlive any bug; the rows stay in the journal
                 logger.exception("prediction log shipper failed")
-            outcome = "committed" if not self.spool.pending else "spooled"
+            unshipped = self._handover is not None and bool(self._handover.released)
+            outcome = "committed" if not (self.spool.pending or unshipped) else "spooled"
             for future in markers:
                 if not future.done():
                     future.set_result(outcome)
             if stopping:
                 return
+
+    def _hand_over(self, handover: Handover) -> None:
+        """Hand the journal to the shipper process, so no database work runs under this process's
+        GIL. Files nobody has shipped for ``scan_seconds`` (the shipper cannot keep up, or keeps
+        dying) are shipped here after all."""
+        handover.hand_over(self.spool)
+        if time.monotonic() - self._last_scan > self.scan_seconds:
+            self._last_scan = time.monotonic()
+            self.spool.claim_orphans(min_age_s=self.scan_seconds)
+            self._replay(force=True, scan=False, own=False)
+
+    @property
+    def shipper_pid(self) -> int | None:
+        """The pid of the process shipping this log's journal (``ship_elsewhere``), else None."""
+        return self._handover.process.pid if self._handover and self._handover.process else None
 
     def _resolve(self, jobs: list[_Job], outcome: Outcome, reason: str = "") -> None:
         """Answer queued jobs (they leave the queue's count); a dropped job's rows are counted as lost."""

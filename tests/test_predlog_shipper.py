@@ -1,0 +1,59 @@
+"""The journal shipped from a process of its own (``ship_elsewhere``, what the gateway's workers do): a
+real shipper process commits every row while the recording process commits none, a reader still sees
+its own rows at once, and a shipper that dies is replaced without a row lost."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psutil
+
+from fleet.predlog import PredictionLog, Spool
+from tests.test_predlog import count_rows, open_log, row
+
+
+def wait_for_rows(log: PredictionLog, count: int, timeout: float = 20) -> tuple[int, int]:
+    """Poll the database (never flushing) until it holds ``count`` rows or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while (found := count_rows(log))[0] < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+def test_a_shipper_process_commits_the_journal_and_a_reader_sees_its_own_rows(db_url: str,
+                                                                             tmp_path: Path) -> None:
+    with open_log(db_url, tmp_path, journal=True, sync="write", ship_elsewhere=True) as log:
+        shipper = psutil.Process(log.shipper_pid)
+        assert shipper.ppid() == psutil.Process().pid and "fleet.predlog.shipper" in shipper.cmdline()
+        for i in range(20):
+            assert log.record([row(f"s-{i}-{k}") for k in range(3)]).result(5) == "journaled"
+        assert wait_for_rows(log, 60) == (60, 60)
+        assert log.stats.replayed == 0  # every row was committed by the shipper, none by this process
+        log.record([row("just-now")])
+        assert [r["request_id"] for r in log.query(request_id="just-now")] == ["just-now"]  # flushed
+        assert log.drained(10) and count_rows(log) == (61, 61)
+    assert not shipper.is_running() or shipper.wait(10) is not None  # stopped with its log
+
+
+def test_a_dead_shipper_is_replaced_and_no_row_is_lost(tmp_path: Path) -> None:
+    with open_log(str(tmp_path / "log.db"), tmp_path, journal=True, sync="write", ship_elsewhere=True) as log:
+        log.record([row(f"before-{i}") for i in range(10)])
+        first = psutil.Process(log.shipper_pid)
+        first.kill()
+        first.wait(10)
+        log.record([row(f"after-{i}") for i in range(10)])
+        assert wait_for_rows(log, 20) == (20, 20)
+        assert log.shipper_pid != first.pid and psutil.Process(log.shipper_pid).is_running()
+
+
+def test_released_files_are_adopted_by_another_spool_and_no_longer_counted(tmp_path: Path) -> None:
+    mine, other = Spool(tmp_path, 1 << 20), Spool(tmp_path, 1 << 20)
+    assert mine.append([{"id": "a"}, {"id": "b"}], fsync=False) == ""
+    mine.rotate()
+    other.claim_orphans()
+    assert other.pending == 0  # still held: rotated, not released
+    (released,) = mine.release()
+    assert mine.pending == 0 and mine.files() == []
+    other.claim_orphans()
+    assert other.pending == 2 and other.files() == [released]
