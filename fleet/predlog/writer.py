@@ -291,7 +291,7 @@ class PredictionLog(LogQueries):
                 failing = bool(self.spool.files(own=False))
                 self._replay(force=bool(markers) or not failing, scan=scan, own=False)
                 if released:  # what the scan could not adopt, the shipper process is committing
-                    self._handover.wait(time.monotonic() + 10)
+                    self._handover.wait(time.monotonic() + 2 * SHIP_SECONDS)  # (or holding: db down)
             except Exception:  # the shipper must outlive any bug; the rows stay in the journal
                 logger.exception("prediction log shipper failed")
             unshipped = self._handover is not None and bool(self._handover.released)
