@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -185,16 +186,27 @@ def test_journal_mode_answers_from_the_journal_and_ships_every_row(db_url: str, 
     assert all(p.stat().st_size == 0 for p in (tmp_path / "spool").glob("*.jsonl"))
 
 
-@pytest.mark.parametrize("sync", ["fsync", "write"])
-def test_journal_mode_serves_through_an_outage(pg: PostgresServer, tmp_path: Path, sync: str) -> None:
-    log = open_log(pg.create_database(), tmp_path, journal=True, retry_seconds=0.1, sync=sync)
+@pytest.mark.parametrize(("sync", "elsewhere"), [("fsync", False), ("write", False), ("write", True)])
+def test_journal_mode_serves_through_an_outage(pg: PostgresServer, tmp_path: Path, sync: str,
+                                               elsewhere: bool) -> None:
+    """``elsewhere``: the journal is handed to a shipper process, which cannot commit it either; a
+    flush waits for it a moment, not until it times out."""
+    log = open_log(pg.create_database(), tmp_path, journal=True, retry_seconds=0.1, sync=sync,
+                   ship_elsewhere=elsewhere)
     try:
         assert log.record([row(f"before-{i}") for i in range(10)]).result(10) == "journaled"
         assert log.drained(10)
         pg.stop("fast")
         try:
             during = {log.record([row(f"down-{i}")]).result(15) for i in range(30)}
-            assert during == {"journaled"} and log.spool.pending == 30
+            assert during == {"journaled"}
+            if elsewhere:
+                time.sleep(2.5)
+                assert log.spool.pending == 0  # handed over: the shipper process holds them
+                started = time.monotonic()
+                assert log.flush(timeout=10) == "spooled" and time.monotonic() - started < 5
+            else:
+                assert log.spool.pending == 30
         finally:
             pg.start()
         assert log.drained(30), "the journal was not shipped after the outage"

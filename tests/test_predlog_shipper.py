@@ -1,7 +1,7 @@
 """The journal shipped from a process of its own (``ship_elsewhere``, what the gateway's workers do): a
 real shipper process commits every row while the recording process commits none, a reader still sees
-its own rows at once, a shipper that dies is replaced without a row lost, and through a database outage
-the rows wait in the journal while a flush still answers within seconds."""
+its own rows at once, and a shipper that dies is replaced without a row lost (through a database
+outage: ``test_predlog.test_journal_mode_serves_through_an_outage``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pathlib import Path
 import psutil
 
 from fleet.predlog import PredictionLog, Spool
-from tests.postgres import PostgresServer
 from tests.test_predlog import count_rows, open_log, row
 
 
@@ -60,23 +59,3 @@ def test_released_files_are_adopted_by_another_spool_and_no_longer_counted(tmp_p
     other.claim_orphans()
     assert other.pending == 2 and other.files() == [released]
 
-
-def test_through_an_outage_the_rows_wait_and_a_flush_answers_soon(pg: PostgresServer, tmp_path: Path) -> None:
-    log = open_log(pg.create_database(), tmp_path, journal=True, sync="write", ship_elsewhere=True,
-                   retry_seconds=0.1)
-    try:
-        log.record([row(f"before-{i}") for i in range(10)])
-        assert wait_for_rows(log, 10) == (10, 10)
-        pg.stop("fast")
-        try:
-            assert {log.record([row(f"down-{i}")]).result(5) for i in range(30)} == {"journaled"}
-            time.sleep(2.5)  # handed to the shipper, which cannot commit them
-            started = time.monotonic()
-            assert log.flush(timeout=10) == "spooled"
-            assert time.monotonic() - started < 5, "a flush waited on a shipper that cannot commit"
-        finally:
-            pg.start()
-        assert log.drained(30), "the journal was not shipped after the outage"
-        assert count_rows(log) == (40, 40) and log.stats.dropped == 0
-    finally:
-        log.close()
