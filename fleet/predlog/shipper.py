@@ -23,6 +23,8 @@ from pathlib import Path
 from fleet import PROJECT_ROOT
 from fleet.predlog.spool import Spool
 
+POLL_SECONDS = 0.1  # how often the shipper looks for released journal files (a glob and a few flocks)
+
 
 def spawn(url: str, folder: Path) -> subprocess.Popen:
     """Start a shipper for the journal files in ``folder``, committing them to ``url`` (passed in the
@@ -71,11 +73,13 @@ class Handover:
 
 def main() -> None:
     from fleet import lifetime
-    from fleet.predlog.writer import SHIP_SECONDS, PredictionLog
+    from fleet.predlog.writer import PredictionLog
 
     lifetime.die_with_parent()
-    # a log that records nothing: its writer thread adopts released files every SHIP_SECONDS and commits them
-    PredictionLog(scan_seconds=SHIP_SECONDS)
+    # A log that records nothing: its writer thread looks for released files every POLL_SECONDS and
+    # commits them at once, so a row reaches the database within about SHIP_SECONDS + POLL_SECONDS of
+    # its answer, as when the worker shipped it itself (the closed loop's steps read it from there).
+    PredictionLog(scan_seconds=POLL_SECONDS)
     while True:
         time.sleep(3600)
 

@@ -180,7 +180,7 @@ class PredictionLog(LogQueries):
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            jobs, stopping = self._take(self.retry_seconds)
+            jobs, stopping = self._take(min(self.retry_seconds, self.scan_seconds))
             try:
                 if jobs:
                     self._write(jobs)
