@@ -67,7 +67,10 @@ class Fleet:
         logging_on = os.environ.get("FLEET_PREDICTION_LOG", "on").lower() != "off"
         journal = os.environ.get("FLEET_PREDLOG_JOURNAL", "on").lower() != "off"
         sync = "fsync" if os.environ.get("FLEET_PREDLOG_SYNC", "write").lower() == "fsync" else "write"
-        self.log = PredictionLog(journal=journal, sync=sync, ship_elsewhere=True) if logging_on else None
+        # FLEET_PREDLOG_SHIPPER=process: commit the journal from a shipper process (opt-in until its flush
+        # no longer waits on that process; see fleet.predlog.shipper)
+        elsewhere = os.environ.get("FLEET_PREDLOG_SHIPPER", "thread").lower() == "process"
+        self.log = PredictionLog(journal=journal, sync=sync, ship_elsewhere=elsewhere) if logging_on else None
         self.traffic = Traffic(SPECS, self.log, worker=worker_index())
 
     @bentoml.on_startup
