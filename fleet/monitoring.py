@@ -73,8 +73,9 @@ async def store_feedback(log: PredictionLog, models: list[str], body: FeedbackBo
         await with_database(log.add_feedback_many, model, rows)
     ids = [item.request_id for item in items]
     unseen = set(ids)
+    await log.see_own_writes()
     for model in models:
-        unseen &= set(await with_database(log.unmatched_feedback, model, ids))
+        unseen &= set(await with_database(log.unmatched_feedback, model, ids, flushed=True))
     return {"stored": len(rows), "unmatched": sorted(unseen)}
 
 

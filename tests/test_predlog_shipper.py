@@ -59,3 +59,24 @@ def test_released_files_are_adopted_by_another_spool_and_no_longer_counted(tmp_p
     other.claim_orphans()
     assert other.pending == 2 and other.files() == [released]
 
+
+
+def test_a_flush_commits_what_another_process_holds_without_waiting_for_it(tmp_path: Path) -> None:
+    """A flush (feedback matching, ``query``) commits the handed-over files itself: it does not wait for
+    the process holding them, which under load held a gateway thread per flush for seconds."""
+    with open_log(str(tmp_path / "log.db"), tmp_path, journal=True, sync="write", ship_elsewhere=True) as log:
+        shipper = psutil.Process(log.shipper_pid)
+        shipper.suspend()  # takes nothing from now on
+        holder = Spool(log.spool.folder, 1 << 20)  # stands for a shipper in the middle of a shipment
+        try:
+            log.record([row(f"held-{i}") for i in range(5)])
+            deadline = time.monotonic() + 10
+            while holder.pending < 5 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                holder.claim_orphans()  # adoptable once the worker's ship loop has released it
+            assert holder.pending == 5 and count_rows(log) == (0, 0)
+            assert log.flush(timeout=10) == "committed"
+            assert count_rows(log) == (5, 5) and holder.pending == 5  # committed, and still held
+        finally:
+            holder.close()
+            shipper.resume()

@@ -29,7 +29,9 @@ commits it, so the commit's Python work never holds the serving process's GIL. H
 - ``"fsync"`` (``FLEET_PREDLOG_SYNC=fsync``): the writer thread appends and fsyncs each group and
   only then answers its requests, so an answered row also survives a power cut; it costs the fsync
   and two thread hand-offs, 1-2 ms per request here.
-Reads that must see their own rows (``query``, feedback matching, drift inputs) flush first.
+Reads that must see their own rows (``query``, feedback matching, drift inputs) flush first. A
+flush commits in the reading process, files already handed to the shipper process included (rows
+are inserted by id, so committing them twice adds nothing): it never waits on another process.
 
 Each model decides what of its input is logged (its spec's ``loggable``: the digits models keep the
 rounded 8×8 pixels, never the client's base64). Any ``inputs``/``outputs`` over ``MAX_FIELD_CHARS``
@@ -47,8 +49,9 @@ import X`` is the way in):
 - ``shipper`` (``python -m fleet.predlog.shipper``): the process that commits a worker's journal.
 - ``metrics``: the Prometheus metrics and per-instance ``Stats``.
 - ``receipt``: ``Receipt``, what ``record`` answers, and the ``Outcome`` it resolves to.
-- ``writer``: ``PredictionLog``: record, group commit, journal shipping, replay; its
-  tunables ``SHIP_SECONDS`` and ``ORPHAN_SCAN_SECONDS`` are read there (patch them there).
+- ``writer``: ``PredictionLog``: record, group commit, replay; ``ORPHAN_SCAN_SECONDS`` is read there.
+- ``journal``: journal mode's shipping (a mixin of ``PredictionLog``): rotation, fsync, commit or
+  hand-over to the shipper process, flushes; ``SHIP_SECONDS`` is read there (patch them there).
 - ``queries``: the read side (``query``, feedback, live accuracy, drift inputs and history), a mixin
   of ``PredictionLog``, and ``LogReader``, that read side alone for processes that write no predictions.
 - ``rollup``: the five-minute aggregates the report reads (``catch_up``) and retention (``prune``,

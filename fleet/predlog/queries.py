@@ -7,6 +7,8 @@ that must see their own rows ship the journal first), and never touches the writ
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +29,9 @@ from fleet.predlog.schema import (
     predictions,
     utcnow,
 )
+
+logger = logging.getLogger(__name__)
+FLUSH_TIMEOUT_S = 10  # how long a read waits for the journal to be shipped
 
 
 @dataclass(frozen=True)
@@ -100,13 +105,30 @@ class LogQueries:
         return write_now(self.engine, stmt, rows)
 
     def _see_own_writes(self) -> None:
-        """Journal mode: ship what was recorded so far before a read that must see it."""
+        """Journal mode: ship what was recorded so far before a read that must see it (after
+        ``FLUSH_TIMEOUT_S`` the read goes ahead: an answer a moment stale, not a failed request)."""
         if self.journal:
-            self.flush(timeout=10)
+            try:
+                self.flush(timeout=FLUSH_TIMEOUT_S)
+            except TimeoutError:
+                logger.warning("prediction log flush took over %s s; reading without it", FLUSH_TIMEOUT_S)
 
-    def unmatched_feedback(self, model: str, request_ids: Sequence[str]) -> list[str]:
-        """Which of these request ids have no logged prediction of ``model`` (yet)."""
-        self._see_own_writes()
+    async def see_own_writes(self) -> None:
+        """``_see_own_writes`` for the event loop, awaiting the flush without holding a thread: with a
+        thread held per flush, feedback for every prediction filled the default executor, and every
+        other ``to_thread`` of the worker (plan changes, admin reads) queued behind it."""
+        if self.journal:
+            try:
+                await asyncio.wait_for(self.record([]), FLUSH_TIMEOUT_S)
+            except TimeoutError:
+                logger.warning("prediction log flush took over %s s; reading without it", FLUSH_TIMEOUT_S)
+
+    def unmatched_feedback(self, model: str, request_ids: Sequence[str], *, flushed: bool = False
+                           ) -> list[str]:
+        """Which of these request ids have no logged prediction of ``model`` (yet); ``flushed``: the
+        caller has awaited ``see_own_writes``."""
+        if not flushed:
+            self._see_own_writes()
         p = predictions.c
         stmt = sa.select(p.request_id).where(p.model == model, p.request_id.in_(list(request_ids)))
         with self.engine.connect() as connection:

@@ -52,17 +52,12 @@ class Handover:
         """Rotate, fsync and release ``spool``'s journal to the shipper process."""
         spool.rotate()
         spool.sync()
-        self.released = [p for p in self.released if p.exists()] + spool.release()
+        self.released = self.unshipped() + spool.release()
         self.keep_running()
 
-    def unshipped(self) -> bool:
-        return any(path.exists() for path in self.released)
-
-    def wait(self, deadline: float) -> None:
-        """A flush: wait (until ``deadline``, monotonic) for the released files to be committed."""
-        while self.unshipped() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self.released = [p for p in self.released if p.exists()]
+    def unshipped(self) -> list[Path]:
+        """The released files whose rows are not all in the database yet (shipped ones are deleted)."""
+        return [path for path in self.released if path.exists()]
 
     def stop(self, timeout: float) -> None:
         if self.process is not None:

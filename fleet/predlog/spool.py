@@ -37,14 +37,19 @@ class Spool:
     def __init__(self, folder: Path, max_bytes: int) -> None:
         self.folder = folder
         self.max_bytes = max_bytes
-        self.pending = 0
         self._own: Path | None = None
         self._own_handle: Any = None
         self._own_size = 0  # bytes in the own file, kept here: ``tell()`` is a system call an append
         self._claimed: list[tuple[Path, Any]] = []  # (path, locked handle) of orphans and rotated files
         self._offsets: dict[Path, int] = {}
-        self._rows: dict[Path, int] = {}  # rows still to replay in each file, so a release can uncount them
+        self._rows: dict[Path, int] = {}  # rows still to replay in each file held here
         self._lock = threading.RLock()  # journal mode: the writer appends while the shipper replays
+
+    @property
+    def pending(self) -> int:
+        """Rows still to replay in the files this spool holds (released ones no longer count)."""
+        with self._lock:  # a new file's entry may be added meanwhile
+            return sum(self._rows.values())
 
     def rotate(self) -> None:
         """Stop appending to the current file: the next append starts a new one, and this one can be
@@ -62,7 +67,7 @@ class Spool:
             for path, handle in released:
                 handle.close()
                 self._claimed.remove((path, handle))
-                self.pending = max(0, self.pending - self._rows.pop(path, 0))
+                self._rows.pop(path, None)
             return [p for p, _ in released]
 
     def claim_orphans(self, min_age_s: float = 0.0) -> None:
@@ -78,7 +83,10 @@ class Spool:
         for path, mtime in sorted(_mtimes(self.folder.glob("*.jsonl")), key=lambda found: found[1]):
             if path in held or mtime > written_before:
                 continue
-            handle = open(path, "rb")  # noqa: SIM115 - kept open to hold the lock until replayed
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 - kept open to hold the lock until replayed
+            except FileNotFoundError:
+                continue  # replayed and deleted by its holder since the listing
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -86,7 +94,6 @@ class Spool:
                 continue
             self._claimed.append((path, handle))
             self._rows[path] = sum(1 for line in handle if line.strip())
-            self.pending += self._rows[path]
 
     def _own_file(self) -> Any:
         if self._own_handle is None:
@@ -134,7 +141,6 @@ class Spool:
                     self._own_handle.truncate(start)
                     self._own_handle.seek(start)
             return "spool_error"
-        self.pending += count
         self._rows[self._own] = self._rows.get(self._own, 0) + count
         return ""
 
@@ -166,7 +172,6 @@ class Spool:
     def advance(self, path: Path, offset: int, rows: int) -> None:
         with self._lock:
             self._offsets[path] = offset
-            self.pending = max(0, self.pending - rows)
             self._rows[path] = max(0, self._rows.get(path, 0) - rows)
 
     def done(self, path: Path) -> None:

@@ -1,10 +1,9 @@
 """The write path of the prediction log, and ``PredictionLog`` itself: ``record`` only enqueues (or, in
 journal write-through mode, appends to the journal in the caller's thread), one writer thread group-
-commits whatever has queued up, and in journal mode a shipper thread commits the journal off the
-request path (or, ``ship_elsewhere``, hands it to a shipper process: ``fleet.predlog.shipper``); rows
-the database cannot take go to the spool and are replayed in order. The read side
-is the ``LogQueries`` mixin (``fleet.predlog.queries``), so the tunables below are the only knobs of
-the write path: patch them here, in ``fleet.predlog.writer``, where they are read.
+commits whatever has queued up, and rows the database cannot take go to the spool and are replayed in
+order. Journal mode's shipping is the ``JournalShipping`` mixin (``fleet.predlog.journal``, where
+``SHIP_SECONDS`` is read), the read side the ``LogQueries`` mixin (``fleet.predlog.queries``); the
+tunables below are read here (patch them here).
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from fleet.predlog.database import (
     is_unavailable,
     migrate,
 )
+from fleet.predlog.journal import JournalShipping
 from fleet.predlog.metrics import Metrics, Stats
 from fleet.predlog.queries import LogQueries
 from fleet.predlog.receipt import Outcome, Receipt, Resolved
@@ -40,7 +40,6 @@ from fleet.predlog.spool import Spool, from_spool
 logger = logging.getLogger(__name__)
 
 ORPHAN_SCAN_SECONDS = 30  # how often an idle log looks for spool files left by dead processes
-SHIP_SECONDS = 1.0  # journal mode: how often the journal is fsynced and committed to the database
 Sync = Literal["write", "fsync"]
 
 
@@ -56,7 +55,7 @@ class _Job:
 _STOP = object()
 
 
-class PredictionLog(LogQueries):
+class PredictionLog(JournalShipping, LogQueries):
     """Group-committed prediction log with a spool for database outages; see ``fleet.predlog``'s docstring."""
 
     def __init__(
@@ -242,80 +241,6 @@ class PredictionLog(LogQueries):
             self._resolve(jobs, "spooled")
         else:
             self._resolve(jobs, "dropped", reason=failure)
-
-    def _journal(self, jobs: list[_Job]) -> None:
-        """Append and fsync the group and answer its requests; the shipper commits it later.
-
-        Flush markers (jobs without rows) are answered by the shipper after its next shipment, so
-        ``flush`` still means "in the database" when the database is there.
-        """
-        rows = [r for job in jobs for r in job.rows]
-        if rows:
-            failure = self._append_journal(rows, fsync=True)
-            self._resolve([job for job in jobs if job.rows], "dropped" if failure else "journaled", failure)
-        markers = [job for job in jobs if not job.rows]
-        if markers:
-            with self._lock:
-                self._markers += [job.future for job in markers]
-            self._ship_now.set()
-
-    def _append_journal(self, rows: list[dict[str, Any]], fsync: bool) -> str:
-        """Append rows to the journal and count them; "" when done, else why not (nothing counted)."""
-        failure = self.spool.append(rows, fsync=fsync)
-        if not failure:
-            self.stats.spooled += len(rows)
-            self._journaled.inc(len(rows))
-        return failure
-
-    def _ship_loop(self) -> None:
-        """Journal mode: every ``SHIP_SECONDS`` (or at once for a flush) rotate the journal and commit
-        what it holds, in order; a failed shipment stays in the journal for the next one. With
-        ``ship_elsewhere`` the rotated files are handed to a shipper process instead; a flush, and
-        the last shipment at close, still commit here."""
-        while True:
-            self._ship_now.wait(SHIP_SECONDS)
-            self._ship_now.clear()
-            stopping = self._closed and not self._writer.is_alive()
-            with self._lock:
-                markers, self._markers = self._markers, []
-            try:
-                if self._handover is not None and not markers and not stopping:
-                    self._hand_over(self._handover)
-                    continue
-                self.spool.rotate()
-                self.spool.sync()
-                released = self._handover is not None and bool(self._handover.released)
-                scan = released or time.monotonic() - self._last_scan > self.scan_seconds
-                self._last_scan = time.monotonic() if scan else self._last_scan
-                # after a failed shipment (database down), retry at the retry interval only
-                failing = bool(self.spool.files(own=False))
-                self._replay(force=bool(markers) or not failing, scan=scan, own=False)
-                if released:  # what the scan could not adopt, the shipper process is committing
-                    self._handover.wait(time.monotonic() + 2 * SHIP_SECONDS)  # (or holding: db down)
-            except Exception:  # the shipper must outlive any bug; the rows stay in the journal
-                logger.exception("prediction log shipper failed")
-            unshipped = self._handover is not None and bool(self._handover.released)
-            outcome = "committed" if not (self.spool.pending or unshipped) else "spooled"
-            for future in markers:
-                if not future.done():
-                    future.set_result(outcome)
-            if stopping:
-                return
-
-    def _hand_over(self, handover: Handover) -> None:
-        """Hand the journal to the shipper process, so no database work runs under this process's
-        GIL. Files nobody has shipped for ``scan_seconds`` (the shipper cannot keep up, or keeps
-        dying) are shipped here after all."""
-        handover.hand_over(self.spool)
-        if time.monotonic() - self._last_scan > self.scan_seconds:
-            self._last_scan = time.monotonic()
-            self.spool.claim_orphans(min_age_s=self.scan_seconds)
-            self._replay(force=True, scan=False, own=False)
-
-    @property
-    def shipper_pid(self) -> int | None:
-        """The pid of the process shipping this log's journal (``ship_elsewhere``), else None."""
-        return self._handover.process.pid if self._handover and self._handover.process else None
 
     def _resolve(self, jobs: list[_Job], outcome: Outcome, reason: str = "") -> None:
         """Answer queued jobs (they leave the queue's count); a dropped job's rows are counted as lost."""
