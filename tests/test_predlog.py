@@ -190,7 +190,7 @@ def test_journal_mode_answers_from_the_journal_and_ships_every_row(db_url: str, 
 def test_journal_mode_serves_through_an_outage(pg: PostgresServer, tmp_path: Path, sync: str,
                                                elsewhere: bool) -> None:
     """``elsewhere``: the journal is handed to a shipper process, which cannot commit it either; a
-    flush waits for it a moment, not until it times out."""
+    flush tries the database itself and answers "spooled" at once, not when it times out."""
     log = open_log(pg.create_database(), tmp_path, journal=True, retry_seconds=0.1, sync=sync,
                    ship_elsewhere=elsewhere)
     try:
