@@ -100,8 +100,7 @@ class JournalShipping:
         Files already handed to the shipper process are committed here as well, read without taking
         them (rows are inserted by id, so the shipper's commit of the same rows adds nothing): a
         flush never waits on another process, which holds its files for as long as the database is
-        down. Waiting here held a thread per flush for up to 2 s; with feedback flushing for every
-        prediction, the gateway's default executor filled and its admin reads timed out."""
+        down (it waited up to 2 s here, and every flush queued behind it waited as long again)."""
         self.spool.rotate()
         self.spool.sync()
         handed = self._handover.unshipped() if self._handover is not None else []
