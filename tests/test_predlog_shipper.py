@@ -5,11 +5,15 @@ outage: ``test_predlog.test_journal_mode_serves_through_an_outage``)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import psutil
 
+from fleet import PROJECT_ROOT
 from fleet.predlog import PredictionLog, Spool
 from tests.test_predlog import count_rows, open_log, row
 
@@ -80,3 +84,44 @@ def test_a_flush_commits_what_another_process_holds_without_waiting_for_it(tmp_p
         finally:
             holder.close()
             shipper.resume()
+
+
+SCANNER = """import sys
+from pathlib import Path
+from fleet.predlog import Spool
+spool, stop = Spool(Path(sys.argv[1]), 1 << 20), Path(sys.argv[2])
+while not stop.exists():
+    spool.claim_orphans()
+print(len(spool.files()))
+"""
+
+
+def test_a_scan_never_takes_a_living_log_s_new_file(tmp_path: Path) -> None:
+    """A log starts a new journal file after every rotation while another process scans the folder
+    (a shipper scans ten times a second): the scan adopts none of them, the appends never block, and
+    every row lands in a file the log holds. A file created under its final name and locked after
+    was adopted in between, and the append blocked in ``flock`` with the worker's event loop on it."""
+    folder, stop = tmp_path / "spool", tmp_path / "stop"
+    writer = Spool(folder, 1 << 20)
+    writer.append([{"id": "first"}], fsync=False)  # the folder exists before the scanner starts
+    scanner = subprocess.Popen([sys.executable, "-c", SCANNER, str(folder), str(stop)], cwd=PROJECT_ROOT,
+                               stdout=subprocess.PIPE, text=True)
+
+    def write() -> None:
+        for i in range(1000):
+            writer.append([{"id": f"r-{i}"}], fsync=False)
+            writer.rotate()
+
+    def spin() -> None:  # another busy thread, as in a worker: the writer waits for the GIL after open()
+        while not stop.exists():
+            sum(range(1000))
+
+    thread, busy = threading.Thread(target=write, daemon=True), threading.Thread(target=spin, daemon=True)
+    busy.start()
+    thread.start()
+    thread.join(60)
+    stop.touch()
+    adopted = int(scanner.communicate(timeout=30)[0])
+    busy.join(10)
+    assert not thread.is_alive(), "an append blocked on a file the scan had taken"
+    assert adopted == 0 and writer.pending == 1001 and len(writer.files()) == 1000

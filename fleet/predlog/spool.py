@@ -92,16 +92,30 @@ class Spool:
             except OSError:
                 handle.close()
                 continue
+            rows = sum(1 for line in handle if line.strip())
+            if not rows:  # a process that died before its first append: nothing to replay, ever
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                handle.close()
+                continue
             self._claimed.append((path, handle))
-            self._rows[path] = sum(1 for line in handle if line.strip())
+            self._rows[path] = rows
 
     def _own_file(self) -> Any:
+        """A new file, locked before any scan can see it: it is created under a name the scan skips
+        and renamed once locked. Created under its final name, a scan between the create and the
+        lock took it for a dead process's file and held it (a shipper process scans ten times a
+        second), and the append that created it blocked in ``flock`` with the spool's lock held,
+        freezing the worker's event loop until the scanner let go, then wrote to a file the scanner
+        had deleted."""
         if self._own_handle is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._own = self.folder / f"{int(time.time() * 1000):015d}-{uuid.uuid4().hex[:12]}.jsonl"
-            self._own_handle = open(self._own, "ab")  # noqa: SIM115 - lives as long as the log
-            self._own_size = 0  # a new file: its name is unique
-            fcntl.flock(self._own_handle, fcntl.LOCK_EX)
+            path = self.folder / f"{int(time.time() * 1000):015d}-{uuid.uuid4().hex[:12]}.jsonl"
+            creating = path.with_name(path.name + ".new")  # not ``*.jsonl``: no scan looks at it
+            handle = open(creating, "ab")  # noqa: SIM115 - lives as long as the log
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            os.rename(creating, path)
+            self._own, self._own_handle, self._own_size = path, handle, 0  # a new file: its name is unique
         return self._own_handle
 
     def append(self, rows: list[dict[str, Any]], fsync: bool = True) -> str:
