@@ -49,6 +49,7 @@ def test_a_killed_server_takes_its_workers_and_a_restart_binds(routing_plan: Pat
         below = arbiter.children(recursive=True)  # workers, and each worker's monitor and log shipper
         workers = [p for p in below if WORKER in p.cmdline()]
         assert workers, "the server has no workers"
+        assert any("fleet.predlog.shipper" in p.cmdline() for p in below), "no prediction-log shipper"
         ready = httpx.get(f"{first.url}/readyz", timeout=10).json()
         assert ready["ready"] and ready["generation"]["pid"] == arbiter.pid
         assert ready["worker"]["pid"] in {w.pid for w in workers} and ready["worker"]["plan_errors"] == {}
