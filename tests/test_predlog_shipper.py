@@ -5,6 +5,8 @@ outage: ``test_predlog.test_journal_mode_serves_through_an_outage``)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 import sys
 import threading
@@ -125,3 +127,21 @@ def test_a_scan_never_takes_a_living_log_s_new_file(tmp_path: Path) -> None:
     busy.join(10)
     assert not thread.is_alive(), "an append blocked on a file the scan had taken"
     assert adopted == 0 and writer.pending == 1001 and len(writer.files()) == 1000
+
+
+def test_a_scan_deletes_the_new_file_a_dead_process_left_and_no_other(tmp_path: Path) -> None:
+    """A process killed between creating its next journal file and renaming it leaves an empty
+    ``*.jsonl.new``: a scan deletes it once it is a minute old, and leaves a young one and one whose
+    lock is held (a process stopped while creating it, still alive)."""
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    dead, young, held = (folder / f"{name}.jsonl.new" for name in ("dead", "young", "held"))
+    for path in (dead, young, held):
+        path.touch()
+    an_hour_ago = time.time() - 3600
+    for path in (dead, held):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    with open(held, "ab") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        Spool(folder, 1 << 20).claim_orphans()
+    assert sorted(p.name for p in folder.iterdir()) == ["held.jsonl.new", "young.jsonl.new"]

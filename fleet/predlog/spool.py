@@ -26,6 +26,7 @@ from fleet.predlog.schema import encoded
 
 logger = logging.getLogger(__name__)
 _encode = json.JSONEncoder(default=str).encode  # built once: ``json.dumps`` with options builds one a call
+UNBORN_AGE_S = 60.0  # a ``*.jsonl.new`` file is renamed microseconds after it is made; one this old is litter
 
 
 class Spool:
@@ -79,6 +80,7 @@ class Spool:
     def _claim_orphans(self, written_before: float) -> None:
         if not self.folder.is_dir():
             return
+        self._sweep_unborn(time.time() - UNBORN_AGE_S)
         held = {self._own, *(p for p, _ in self._claimed)}
         for path, mtime in sorted(_mtimes(self.folder.glob("*.jsonl")), key=lambda found: found[1]):
             if path in held or mtime > written_before:
@@ -100,6 +102,16 @@ class Spool:
                 continue
             self._claimed.append((path, handle))
             self._rows[path] = rows
+
+    def _sweep_unborn(self, created_before: float) -> None:
+        """Delete the empty ``*.jsonl.new`` files of processes that died between creating a new file and
+        renaming it (``_own_file``); one whose lock is held is still being born and is left alone."""
+        for path, mtime in _mtimes(self.folder.glob("*.jsonl.new")):
+            if mtime > created_before:
+                continue
+            with contextlib.suppress(OSError), open(path, "rb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                path.unlink()
 
     def _own_file(self) -> Any:
         """A new file, locked before any scan can see it: it is created under a name the scan skips
